@@ -1,0 +1,5 @@
+//go:build !race
+
+package tt
+
+const raceEnabled = false
