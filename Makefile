@@ -1,0 +1,59 @@
+# Meridian's build. `make demo` and `make test` work on a fresh machine with
+# Go: they install what they need (scripts/ensure-deps.sh).
+
+GO       ?= go
+BIN      ?= bin/meridian
+# Fuzz time per target in `make test`; longer runs: make fuzz FUZZTIME=5m
+FUZZTIME ?= 10s
+# Simulator seeds run by `make test` (thousands belong to `meridian sim`).
+SIMSEEDS ?= 200
+
+.PHONY: all build test test-unit test-race test-invariants fuzz bench lint demo deps proto clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/meridian
+
+deps:
+	@./scripts/ensure-deps.sh
+
+# Everything CI runs.
+test: deps lint test-unit test-race test-invariants fuzz
+
+test-unit:
+	$(GO) test -count=1 ./...
+
+# -race with -short: the race detector is slow; long randomized runs stay in
+# test-unit and test-invariants.
+test-race:
+	$(GO) test -count=1 -race -short ./...
+
+test-invariants:
+	$(GO) test -count=1 -tags invariants ./...
+
+# Short coverage-guided runs of every fuzz target.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
+	      { $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+	  done; \
+	done
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags invariants ./...
+
+demo: build
+	./$(BIN) demo --no-shell
+
+clean:
+	rm -rf bin
