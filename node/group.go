@@ -319,6 +319,9 @@ func (g *Group) handleReady() error {
 	for g.r.HasReady() {
 		rd := g.r.Ready()
 		g.readies.Add(1)
+		// A leader's Accepts go out first: followers' fsyncs overlap ours.
+		early, late := splitEarly(rd.Messages)
+		g.node.send(early)
 		if rd.HardState != nil || len(rd.Entries) > 0 {
 			b := g.node.eng.NewBatch()
 			if err := g.store.SaveReady(b, &rd); err != nil {
@@ -330,7 +333,7 @@ func (g *Group) handleReady() error {
 			}
 			g.syncs.Add(1)
 		}
-		g.node.send(rd.Messages)
+		g.node.send(late)
 		if len(rd.Committed) > 0 {
 			if err := g.apply(rd.Committed, rd.ApplyState); err != nil {
 				return err
@@ -488,4 +491,16 @@ func (g *Group) installSnapshot(m paxos.Message) error {
 	g.r.RestoreSnapshot(g.now(), st, m.From, m.Ballot)
 	g.log.Info("installed snapshot", "from", m.From, "index", st.Index)
 	return nil
+}
+
+// splitEarly separates the messages that may leave before the persist.
+func splitEarly(msgs []paxos.Message) (early, late []paxos.Message) {
+	for _, m := range msgs {
+		if paxos.SendBeforePersist(m) {
+			early = append(early, m)
+		} else {
+			late = append(late, m)
+		}
+	}
+	return early, late
 }

@@ -250,7 +250,9 @@ type Applied struct {
 // Ready collects everything the replica wants done. The caller must, in
 // order: persist HardState and Entries (synced), send Messages, apply
 // Committed (persisting ApplyState atomically with their effects), send
-// Snapshots, then call Advance.
+// Snapshots, then call Advance. The one exception: messages for which
+// SendBeforePersist is true may leave before the persist, so a leader's
+// disk write overlaps its followers'.
 type Ready struct {
 	HardState *HardState
 	Entries   []Entry
@@ -296,3 +298,9 @@ var ErrNotLeader = errors.New("paxos: not leader")
 
 // Is makes errors.Is(err, ErrNotLeader) true.
 func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// SendBeforePersist reports whether m may be sent before its Ready's state is
+// persisted. A leader's Accept depends on nothing in the Ready: its entries
+// count for the leader only after Advance, and the promise of its ballot
+// that made it leader was persisted before the Promise that counted.
+func SendBeforePersist(m Message) bool { return m.Type == MsgAccept }

@@ -428,6 +428,11 @@ func (s *paxosSim) process(p *prep) {
 	n := p.node
 	for p.r.HasReady() && n.up {
 		rd := p.r.Ready()
+		for _, m := range rd.Messages {
+			if paxos.SendBeforePersist(m) {
+				s.send(n, m)
+			}
+		}
 		b := n.eng.NewBatch()
 		if err := p.store.SaveReady(b, &rd); err != nil {
 			s.violation("node %d: save ready: %v", n.id, err)
@@ -440,7 +445,9 @@ func (s *paxosSim) process(p *prep) {
 			b.Close()
 		}
 		for _, m := range rd.Messages {
-			s.send(n, m)
+			if !paxos.SendBeforePersist(m) {
+				s.send(n, m)
+			}
 		}
 		if len(rd.Committed) > 0 {
 			s.apply(p, rd.Committed, rd.ApplyState)
