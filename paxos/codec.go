@@ -60,6 +60,12 @@ func (d *decoder) u() uint64 {
 		d.fail("bad uvarint")
 		return 0
 	}
+	if n > 1 && d.b[n-1] == 0 {
+		// Overlong: the encoder never writes it, and accepting it would
+		// give one value two encodings.
+		d.fail("non-minimal uvarint")
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }
@@ -71,6 +77,10 @@ func (d *decoder) i() int64 {
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail("bad varint")
+		return 0
+	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.fail("non-minimal varint")
 		return 0
 	}
 	d.b = d.b[n:]

@@ -38,7 +38,9 @@ type Config struct {
 	// MaxEntryBytes bounds one proposal. Default 4 MiB.
 	MaxEntryBytes int
 	// MaxPromiseEntries bounds what a Promise carries; an acceptor further
-	// ahead answers Behind. Default 16384.
+	// ahead answers Behind. It must exceed 2×MaxInflight (how far any log
+	// may run past the highest chosen index), so that the most up-to-date
+	// replica can always be elected. Default max(16384, 2×MaxInflight+1).
 	MaxPromiseEntries int
 
 	// Rand is the replica's only source of randomness (election jitter).
@@ -112,7 +114,10 @@ func (c *Config) validate() error {
 		c.MaxEntryBytes = 4 << 20
 	}
 	if c.MaxPromiseEntries <= 0 {
-		c.MaxPromiseEntries = 16384
+		c.MaxPromiseEntries = max(16384, 2*c.MaxInflight+1)
+	}
+	if c.MaxPromiseEntries <= 2*c.MaxInflight {
+		return fmt.Errorf("paxos: MaxPromiseEntries %d must exceed 2×MaxInflight (%d)", c.MaxPromiseEntries, 2*c.MaxInflight)
 	}
 	if c.FirstIndex == 0 {
 		c.FirstIndex = c.Applied.Index + 1

@@ -59,6 +59,27 @@ func (l *memLog) truncatePrefix(upto uint64) {
 	}
 }
 
+// truncateSuffix drops every slot above upto.
+func (l *memLog) truncateSuffix(upto uint64) {
+	if upto >= l.last {
+		return
+	}
+	if upto < l.first {
+		clear(l.slots)
+		l.slots, l.last = l.slots[:0], l.first-1
+		return
+	}
+	n := upto + 1 - l.first
+	if n < uint64(len(l.slots)) {
+		clear(l.slots[n:]) // let the dropped entries' data be collected
+		l.slots = l.slots[:n]
+	}
+	l.last = upto
+	for l.last >= l.first && l.slots[l.last-l.first].Index == 0 {
+		l.last--
+	}
+}
+
 // dropFrom removes every slot at or above from (a snapshot replaced them
 // or they were never valid).
 func (l *memLog) reset(first uint64) {

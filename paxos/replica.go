@@ -2,6 +2,7 @@ package paxos
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -119,6 +120,8 @@ type Replica struct {
 	applyNext ApplyState   // apply state after pendApply
 	readyLast uint64       // leader: log.last covered by the outstanding Ready
 	waitTS    tt.Timestamp // commit wait: apply blocked until TT.after(waitTS)
+	waitIdx   uint64       // the entry held for commit wait, and since when
+	waitFrom  tt.Timestamp
 	now       tt.Interval
 	healthy   bool
 }
@@ -396,9 +399,13 @@ func (r *Replica) handlePrepare(m Message) {
 }
 
 // aheadOf reports whether this replica knows so much more of the log than
-// a candidate asking from index that the candidate should catch up first.
+// a candidate asking from index that the candidate should catch up first,
+// or holds more of the log from index than one Promise may carry: a
+// truncated report could leave out chosen slots, which the candidate would
+// then overwrite.
 func (r *Replica) aheadOf(index uint64) bool {
-	return r.chosen >= index+uint64(r.cfg.MaxPromiseEntries) || (r.log.first > index && r.chosen >= index)
+	limit := index + uint64(r.cfg.MaxPromiseEntries)
+	return r.chosen >= limit || r.log.last >= limit || (r.log.first > index && r.chosen >= index)
 }
 
 func (r *Replica) handlePreVote(m Message) {
@@ -555,7 +562,9 @@ func (r *Replica) abandonCandidacy() {
 	if r.cand == nil {
 		return
 	}
-	for id := range r.cand.grants {
+	// In ID order: map order must not leak into the messages (replay by
+	// seed).
+	for _, id := range slices.Sorted(maps.Keys(r.cand.grants)) {
 		r.send(Message{Type: MsgRelease, To: id, Ballot: r.cand.ballot})
 	}
 	if r.vote.ballot == r.cand.ballot {
@@ -631,6 +640,14 @@ func (r *Replica) becomeLeader() {
 	r.role = roleLeader
 	r.lead = l
 	r.leaderHint = r.cfg.ID
+	// Our own log may run past every slot the promises reported (values
+	// accepted at older ballots, holes between them) when our own acceptor
+	// was not among the promises. Phase 1 recovered none of those slots,
+	// and none can have been chosen (a promise would have reported it):
+	// drop them, so that the barrier follows the recovered slots and our
+	// log from c.from on is exactly what we propose at b. Left in place,
+	// a hole there stopped every Accept stream for good.
+	r.log.truncateSuffix(maxIdx)
 	for s := c.from; s <= maxIdx; s++ {
 		p, ok := picks[s]
 		var e Entry
@@ -967,6 +984,15 @@ func (r *Replica) Leaseholder(now tt.Interval) bool {
 	return r.leaseValid() && r.apply.Index >= r.lead.barrier
 }
 
+// ClosedTS returns t_safe_paxos as of the entries handed out for
+// application so far (including the outstanding Ready's): no entry applied
+// later carries a timestamp at or below it.
+func (r *Replica) ClosedTS() tt.Timestamp { return max(r.apply.ClosedTS, r.applyNext.ClosedTS) }
+
+// LastAppliedTS returns the timestamp of the last non-skipped entry handed
+// out for application (including the outstanding Ready's).
+func (r *Replica) LastAppliedTS() tt.Timestamp { return max(r.apply.LastTS, r.applyNext.LastTS) }
+
 // LastAssigned returns the highest timestamp this leader assigned or
 // promised (zero when not leader).
 func (r *Replica) LastAssigned() tt.Timestamp {
@@ -986,7 +1012,15 @@ func (r *Replica) CloseTimestamp(now tt.Interval) (tt.Timestamp, uint64, error) 
 	if err := r.canPropose(0); err != nil && err != ErrBusy {
 		return 0, 0, err
 	}
+	prev := r.lead.closed
 	ts, idx := r.closeTimestamp()
+	if r.lead.closed != prev {
+		// Tell the replicas now rather than at the next heartbeat: someone
+		// is waiting to read there.
+		for _, pr := range r.lead.progress {
+			r.sendAccept(pr, true)
+		}
+	}
 	return ts, idx, nil
 }
 
@@ -1137,9 +1171,18 @@ func (r *Replica) buildApply() {
 			// Commit wait: hold this entry (and, in order, the rest) until
 			// TT.after(e.TS). wake asks for a tick then.
 			r.waitTS = e.TS
+			if r.waitIdx != e.Index {
+				r.waitIdx, r.waitFrom = e.Index, r.now.Earliest
+			}
 			break
 		}
 		a := Applied{Entry: *e}
+		if r.waitIdx == e.Index {
+			if r.healthy {
+				a.CommitWaited = r.now.Earliest.Sub(r.waitFrom)
+			}
+			r.waitIdx = 0
+		}
 		if e.Type != EntryNoop {
 			if e.Proposer.Less(st.MaxProposer) {
 				// A value from a superseded leader, re-proposed after a newer

@@ -3,6 +3,7 @@ package paxos
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/meridiandb/meridian/tt"
 )
@@ -245,6 +246,9 @@ type Applied struct {
 	// recovered from a superseded leader after a newer leader's entries
 	// were applied (see the apply rule in doc.go). Their proposers fail.
 	Skipped bool
+	// CommitWaited is the exposed commit wait: how long this replica held
+	// the chosen entry until TT.after(TS) (zero when it was already past).
+	CommitWaited time.Duration
 }
 
 // Ready collects everything the replica wants done. The caller must, in

@@ -24,7 +24,7 @@ latency presets, simulated clocks, and injected faults. Every run is decided
 by its seed; every violation the checkers find prints the command that
 replays it.`,
 	}
-	cmd.AddCommand(newSimPaxosCmd())
+	cmd.AddCommand(newSimPaxosCmd(), newSimTxnCmd())
 	return cmd
 }
 
@@ -165,7 +165,7 @@ func replayCommand(cmd *cobra.Command, kind string, seed uint64) string {
 	parts := []string{"meridian", "sim", kind, fmt.Sprintf("--seed %d", seed)}
 	cmd.Flags().Visit(func(fl *pflag.Flag) {
 		switch fl.Name {
-		case "seed", "seeds", "output", "trace", "log-level", "log-format":
+		case "seed", "seeds", "output", "trace", "log-level", "log-format", "sweep-epsilon":
 			return
 		}
 		parts = append(parts, fmt.Sprintf("--%s %s", fl.Name, fl.Value.String()))

@@ -1,0 +1,768 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/meridiandb/meridian/paxos"
+	"github.com/meridiandb/meridian/paxos/pebblestore"
+	"github.com/meridiandb/meridian/tt"
+	"github.com/meridiandb/meridian/txn"
+	"github.com/meridiandb/meridian/txn/txnkv"
+)
+
+// TxnOptions configures a simulated multi-region cluster running
+// transactions.
+type TxnOptions struct {
+	Seed uint64
+	// Preset names the latency matrix (default "global"); one shard lives
+	// in each region.
+	Preset string
+	// Placement: "regional" (a shard's voters in its home region, a
+	// read-only replica in every other region) or "spread" (one voter per
+	// region). Default regional.
+	Placement      string
+	NodesPerRegion int           // default 3
+	Duration       time.Duration // virtual, default 30 s
+	Lease          time.Duration // default 2 s
+	// Faults as in PaxosOptions: crash, partition, net, clock, all.
+	Faults []string
+	// Bug: "no-commit-wait" acknowledges and applies commits without
+	// waiting out the clock uncertainty.
+	Bug string
+	// ClockError is each time sample's error bound (ε right after a sync;
+	// it grows with drift until the next). Default 1 ms.
+	ClockError time.Duration
+	// ClientsPerRegion run the workloads; default 3.
+	ClientsPerRegion int
+	ThinkTime        time.Duration // default 20 ms
+	Trace            func(string)
+}
+
+// TxnFaults lists the bugs TxnOptions.Bug accepts.
+var TxnBugs = []string{"no-commit-wait"}
+
+func (o *TxnOptions) fill() error {
+	if o.Preset == "" {
+		o.Preset = "global"
+	}
+	if o.Placement == "" {
+		o.Placement = "regional"
+	}
+	if o.Placement != "regional" && o.Placement != "spread" {
+		return fmt.Errorf("sim: placement %q: want regional or spread", o.Placement)
+	}
+	if o.NodesPerRegion <= 0 {
+		o.NodesPerRegion = 3
+	}
+	if o.Duration <= 0 {
+		o.Duration = 30 * time.Second
+	}
+	if o.Lease <= 0 {
+		o.Lease = 2 * time.Second
+	}
+	if o.ClockError <= 0 {
+		o.ClockError = time.Millisecond
+	}
+	if o.ClientsPerRegion <= 0 {
+		o.ClientsPerRegion = 3
+	}
+	if o.ThinkTime <= 0 {
+		o.ThinkTime = 20 * time.Millisecond
+	}
+	var fs []string
+	for _, f := range o.Faults {
+		switch {
+		case f == "all":
+			fs = append(fs, FaultNames...)
+		case f == "" || f == "none":
+		case slices.Contains(FaultNames, f):
+			fs = append(fs, f)
+		default:
+			return fmt.Errorf("sim: unknown fault %q (have %s, all)", f, strings.Join(FaultNames, ", "))
+		}
+	}
+	o.Faults = fs
+	if o.Bug != "" && !slices.Contains(TxnBugs, o.Bug) {
+		return fmt.Errorf("sim: unknown bug %q (have %s)", o.Bug, strings.Join(TxnBugs, ", "))
+	}
+	return nil
+}
+
+// TxnResult is what one run found and measured.
+type TxnResult struct {
+	Seed       uint64
+	Violations []string
+	Virtual    time.Duration
+	Wall       time.Duration
+	// Committed, Aborted (attempts that aborted, retried or not), Unknown
+	// read-write transactions; ReadOnly transactions that succeeded.
+	Committed, Aborted, Unknown, ReadOnly int
+	// CommitP50 is the median commit latency (commit request to answer at
+	// the client) of cross-region two-phase commits; CommitBound the median
+	// of their analytic lower bounds; LocalCommitP50 the median of
+	// single-group commits.
+	CommitP50, CommitBound, LocalCommitP50 time.Duration
+	// CommitWaitExposed is the median exposed commit wait of cross-region
+	// commits; CommitWaitExposedFrac its median share of commit latency.
+	CommitWaitExposed     time.Duration
+	CommitWaitExposedFrac float64
+	Epsilon               time.Duration // mean ε the clocks reported
+	Events                uint64
+}
+
+type tnode struct {
+	simNode
+	reps map[uint64]*trep // group → replica on this node
+	// hint caches who leads each group, as this node last heard.
+	hint map[uint64]paxos.ReplicaID
+}
+
+type trep struct {
+	node    *tnode
+	group   uint64
+	id      paxos.ReplicaID
+	g       *txn.Group
+	store   *pebblestore.Store
+	nextTck tt.Timestamp
+	tickEp  int
+	led     bool
+}
+
+type shard struct {
+	id       uint64
+	home     int
+	replicas map[paxos.ReplicaID]*tnode
+	voters   []paxos.ReplicaID
+	learners []paxos.ReplicaID
+}
+
+type txnSim struct {
+	opts      TxnOptions
+	rng       *rand.Rand
+	loop      *Loop
+	net       *Network
+	m         Matrix
+	nodes     []*tnode
+	shards    []*shard
+	clients   []*tclient
+	hist      []TxnRecord
+	res       TxnResult
+	start     tt.Timestamp
+	healAt    tt.Timestamp
+	quiesceAt tt.Timestamp // clients start nothing new after this
+	reqSeq    uint64
+	waiting   map[uint64]*call // request ID → the client call awaiting it
+	errs      []string
+	valSeq    int
+
+	crossLat, localLat, bounds, exposed []time.Duration
+	fracs                               []float64
+	epsSum                              time.Duration
+	epsN                                int
+	abortReasons                        map[string]int
+	debugTxn                            func(id string) bool
+}
+
+// RunTxn runs one seed of the transaction simulation and checks it.
+func RunTxn(opts TxnOptions) (TxnResult, error) {
+	s, err := newTxnSim(opts)
+	if err != nil {
+		return TxnResult{}, err
+	}
+	return s.run(), nil
+}
+
+func newTxnSim(opts TxnOptions) (*txnSim, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	m, err := Preset(opts.Preset)
+	if err != nil {
+		return nil, err
+	}
+	s := &txnSim{opts: opts, m: m, rng: rand.New(rand.NewPCG(opts.Seed, 0x74786e)),
+		loop: NewLoop(tt.Timestamp(1_800_000_000_000_000_000)), waiting: map[uint64]*call{}}
+	s.res.Seed = opts.Seed
+	s.net = NewNetwork(NetConfig{Matrix: m, Jitter: 0.05}, rand.New(rand.NewPCG(s.rng.Uint64(), 2)))
+	if err := s.setup(); err != nil {
+		return nil, err
+	}
+	s.start = s.loop.Now()
+	s.healAt = s.start.Add(max(opts.Duration-6*opts.Lease, opts.Duration/2))
+	// The last seconds let every started transaction finish (participants
+	// resolve, in-flight commits answer) before the final state is read.
+	s.quiesceAt = s.start.Add(opts.Duration - min(opts.Duration/4, 2*clientTimeout))
+	if len(opts.Faults) > 0 {
+		s.scheduleFault()
+	}
+	s.loop.At(s.healAt, s.healAll)
+	s.loop.After(int64(500*time.Millisecond), func() {
+		s.initBank(func() {
+			s.tracef("accounts created; clients start")
+			for _, c := range s.clients {
+				c := c
+				s.loop.After(s.rng.Int64N(int64(opts.ThinkTime)), func() { s.clientNext(c) })
+			}
+		})
+	})
+	return s, nil
+}
+
+func (s *txnSim) tracef(format string, args ...any) {
+	if s.opts.Trace != nil {
+		s.opts.Trace(fmt.Sprintf("%9.3fs ", float64(s.loop.Now()-s.start)/1e9) + fmt.Sprintf(format, args...))
+	}
+}
+
+func (s *txnSim) violation(format string, args ...any) {
+	if len(s.errs) < 50 {
+		s.errs = append(s.errs, fmt.Sprintf(format, args...))
+	}
+}
+
+func (s *txnSim) setup() error {
+	R := len(s.m.Regions)
+	for r := 0; r < R; r++ {
+		for i := 0; i < s.opts.NodesPerRegion; i++ {
+			n := &tnode{simNode: simNode{id: NodeID(len(s.nodes) + 1), region: r, fs: vfs.NewCrashableMem(), up: true},
+				reps: map[uint64]*trep{}, hint: map[uint64]paxos.ReplicaID{}}
+			s.net.Place(n.id, r)
+			drift := (s.rng.Float64()*2 - 1) * 0.5 * tt.DefaultDriftBound
+			n.clock = tt.NewSim(tt.SimConfig{Drift: drift, SyncInterval: 5 * time.Second, SampleErr: s.opts.ClockError,
+				Seed: s.rng.Uint64(), SyncDeadline: 20 * time.Second, MaxEpsilon: 100*time.Millisecond + 4*s.opts.ClockError}, s.loop.Now)
+			eng, err := openEngine(n.fs)
+			if err != nil {
+				return err
+			}
+			n.eng = eng
+			s.nodes = append(s.nodes, n)
+		}
+	}
+	nodeAt := func(region, i int) *tnode { return s.nodes[region*s.opts.NodesPerRegion+i%s.opts.NodesPerRegion] }
+	for r := 0; r < R; r++ {
+		sh := &shard{id: uint64(r + 1), home: r, replicas: map[paxos.ReplicaID]*tnode{}}
+		next := paxos.ReplicaID(1)
+		if s.opts.Placement == "regional" {
+			for i := 0; i < min(3, s.opts.NodesPerRegion); i++ {
+				sh.voters = append(sh.voters, next)
+				sh.replicas[next] = nodeAt(r, i)
+				next++
+			}
+			for o := 0; o < R; o++ {
+				if o != r {
+					sh.learners = append(sh.learners, next)
+					sh.replicas[next] = nodeAt(o, r) // spread learner load over the region's nodes
+					next++
+				}
+			}
+		} else {
+			for o := 0; o < R; o++ {
+				sh.voters = append(sh.voters, next)
+				sh.replicas[next] = nodeAt((r+o)%R, r)
+				next++
+			}
+		}
+		s.shards = append(s.shards, sh)
+	}
+	for _, sh := range s.shards {
+		for id, n := range sh.replicas {
+			rep := &trep{node: n, group: sh.id, id: id}
+			n.reps[sh.id] = rep
+		}
+	}
+	for _, n := range s.nodes {
+		if err := s.startNode(n); err != nil {
+			return err
+		}
+	}
+	for r := 0; r < R; r++ {
+		for c := 0; c < s.opts.ClientsPerRegion; c++ {
+			n := nodeAt(r, c)
+			s.clients = append(s.clients, &tclient{id: len(s.clients), region: r, node: n.id, hints: map[uint64]paxos.ReplicaID{}})
+		}
+	}
+	return nil
+}
+
+func (s *txnSim) shardOf(key string) *shard {
+	i, _ := strconv.Atoi(key[1:strings.IndexByte(key, '/')])
+	return s.shards[i-1]
+}
+
+func shardSpan(id uint64) ([]byte, []byte) {
+	p := []byte(fmt.Sprintf("s%d/", id))
+	e := append([]byte(nil), p...)
+	e[len(e)-1]++
+	return p, e
+}
+
+func (s *txnSim) startNode(n *tnode) error {
+	for _, gid := range sortedKeys(n.reps) {
+		rep := n.reps[gid]
+		sh := s.shards[gid-1]
+		rep.store = pebblestore.New(n.eng, gid)
+		st, err := rep.store.Load()
+		if err != nil {
+			return fmt.Errorf("node %d group %d: %w", n.id, gid, err)
+		}
+		r, err := paxos.New(paxos.Config{Group: gid, ID: rep.id, Voters: sh.voters, Learners: sh.learners,
+			LeaseDuration: s.opts.Lease, HeartbeatInterval: s.opts.Lease / 8, ElectionTimeout: s.opts.Lease / 4,
+			RetryInterval: 300 * time.Millisecond, Rand: rand.New(rand.NewPCG(s.rng.Uint64(), uint64(rep.id))),
+			HardState: st.HardState, Entries: st.Entries, FirstIndex: st.FirstIndex, Applied: st.Applied})
+		if err != nil {
+			return err
+		}
+		recs, err := txnkv.Records(n.eng, gid)
+		if err != nil {
+			return err
+		}
+		g, err := txn.NewGroup(gid, r, txn.Config{Bugs: txn.Bugs{NoCommitWait: s.opts.Bug == "no-commit-wait"},
+			QueryAfter: time.Second, RetryInterval: 300 * time.Millisecond, LockWait: 2 * time.Second, TxnTimeout: 5 * time.Second}, recs)
+		if err != nil {
+			return err
+		}
+		rep.g, rep.nextTck, rep.led = g, 0, false
+		s.tick(rep)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[uint64]V) []uint64 {
+	ks := make([]uint64, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func (s *txnSim) now(n *tnode) tt.Interval {
+	iv, err := n.clock.Now()
+	if err != nil {
+		return paxos.Unhealthy
+	}
+	return iv
+}
+
+func (s *txnSim) tick(rep *trep) {
+	if !rep.node.up {
+		return
+	}
+	now := s.now(rep.node)
+	if now.Latest != 0 {
+		s.epsSum += now.Epsilon()
+		s.epsN++
+	}
+	rep.g.Tick(now)
+	s.process(rep)
+}
+
+func (s *txnSim) schedule(rep *trep) {
+	n := rep.node
+	wake := rep.g.NextWake()
+	at := s.loop.Now().Add(100 * time.Millisecond)
+	if wake != 0 {
+		if iv, err := n.clock.Now(); err == nil {
+			at = wake.Add(iv.Width() + time.Microsecond)
+		}
+	}
+	if at <= s.loop.Now() {
+		at = s.loop.Now().Add(time.Microsecond)
+	}
+	if rep.tickEp == n.epoch && rep.nextTck > s.loop.Now() && rep.nextTck <= at {
+		return
+	}
+	rep.nextTck, rep.tickEp = at, n.epoch
+	ep := n.epoch
+	s.loop.At(at, func() {
+		if n.epoch != ep || !n.up {
+			return
+		}
+		if rep.nextTck == at {
+			rep.nextTck = 0
+		}
+		s.tick(rep)
+	})
+}
+
+// process runs the txn.Ready contract, exactly as the node runtime does.
+func (s *txnSim) process(rep *trep) {
+	n := rep.node
+	for rep.g.HasReady() && n.up {
+		rd := rep.g.Ready()
+		for _, m := range rd.Messages {
+			if paxos.SendBeforePersist(m) {
+				s.sendPaxos(n, m)
+			}
+		}
+		if _, err := txnkv.PersistPaxos(n.eng, rep.store, &rd); err != nil {
+			s.violation("node %d: persist: %v", n.id, err)
+		}
+		for _, m := range rd.Messages {
+			if !paxos.SendBeforePersist(m) {
+				s.sendPaxos(n, m)
+			}
+		}
+		if err := txnkv.Apply(n.eng, rep.store, rep.group, &rd); err != nil {
+			s.violation("node %d: apply: %v", n.id, err)
+		}
+		for _, m := range rd.Msgs {
+			s.sendTxnMsg(n, m)
+		}
+		for _, t := range rd.Reads {
+			kvs, err := txnkv.Read(n.eng, t)
+			s.answerRead(rep, t, kvs, err)
+		}
+		for _, r := range rd.Responses {
+			s.answer(rep, r)
+		}
+		st := rep.g.Replica().Status().Applied
+		if len(rd.Committed) > 0 {
+			st = rd.ApplyState
+		}
+		for _, sr := range rd.Snapshots {
+			s.sendSnapshot(rep, sr.To, st)
+		}
+		rep.g.Advance(rd)
+		if st.Index > rep.g.Replica().FirstIndex()+256 {
+			before := st.Index - 128
+			b := n.eng.NewBatch()
+			if err := rep.store.Truncate(b, before); err == nil && b.Commit(true) == nil {
+				_ = rep.g.Replica().Compact(before - 1)
+			}
+		}
+	}
+	if n.up {
+		if lead := rep.g.Replica().IsLeader(); lead != rep.led {
+			rep.led = lead
+			if lead {
+				s.tracef("group %d: replica %d (node %d, %s) leads", rep.group, rep.id, n.id, s.m.Regions[n.region])
+			}
+		}
+		if lead := rep.g.Replica().LeaderHint(); lead != 0 {
+			n.hint[rep.group] = lead
+		}
+		s.schedule(rep)
+	}
+}
+
+func (s *txnSim) sendPaxos(from *tnode, m paxos.Message) {
+	to := s.shards[m.Group-1].replicas[m.To]
+	for _, d := range s.net.Delays(from.id, to.id) {
+		ep := to.epoch
+		m := m
+		s.loop.At(s.loop.Now().Add(d), func() {
+			if to.epoch != ep || !to.up {
+				return
+			}
+			rep := to.reps[m.Group]
+			if m.Type == paxos.MsgSnapshot {
+				s.installSnapshot(rep, m)
+				return
+			}
+			rep.g.Step(s.now(to), m)
+			s.process(rep)
+		})
+	}
+}
+
+// sendTxnMsg routes a message to the node this node believes leads the
+// destination group.
+func (s *txnSim) sendTxnMsg(from *tnode, m txn.Msg) {
+	sh := s.shards[m.To-1]
+	id := from.hint[m.To]
+	if id == 0 {
+		id = sh.voters[s.rng.IntN(len(sh.voters))]
+	}
+	to := sh.replicas[id]
+	for _, d := range s.net.Delays(from.id, to.id) {
+		ep := to.epoch
+		s.loop.At(s.loop.Now().Add(d), func() {
+			if to.epoch != ep || !to.up {
+				return
+			}
+			rep := to.reps[m.To]
+			if !rep.g.Replica().IsLeader() {
+				// Not the leader: pass the hint back so the sender's next try
+				// goes to the right place.
+				if h := rep.g.Replica().LeaderHint(); h != 0 {
+					from.hint[m.To] = h
+				} else {
+					from.hint[m.To] = sh.voters[s.rng.IntN(len(sh.voters))]
+				}
+			}
+			// Whoever answers from a group leads it.
+			to.hint[m.From] = from.reps[m.From].leaderOr(to.hint[m.From])
+			rep.g.Receive(s.now(to), m)
+			s.process(rep)
+		})
+	}
+}
+
+func (r *trep) leaderOr(def paxos.ReplicaID) paxos.ReplicaID {
+	if r == nil {
+		return def
+	}
+	if h := r.g.Replica().LeaderHint(); h != 0 {
+		return h
+	}
+	return def
+}
+
+func (s *txnSim) sendSnapshot(rep *trep, to paxos.ReplicaID, st paxos.ApplyState) {
+	n := rep.node
+	snap := n.eng.NewSnapshot()
+	defer snap.Close()
+	start, end := shardSpan(rep.group)
+	payload, err := rep.store.ExportSnapshot(snap, start, end, st)
+	if err != nil {
+		s.violation("node %d: export snapshot: %v", n.id, err)
+		rep.g.Replica().ReportSnapshot(to, false)
+		return
+	}
+	s.sendPaxos(n, paxos.Message{Type: paxos.MsgSnapshot, Group: rep.group, From: rep.id, To: to,
+		Ballot: rep.g.Replica().Status().Promised, Index: st.Index, Snapshot: st, Payload: payload})
+	rep.g.Replica().ReportSnapshot(to, true)
+}
+
+func (s *txnSim) installSnapshot(rep *trep, m paxos.Message) {
+	n := rep.node
+	st, err := pebblestore.SnapshotState(m.Payload)
+	if err != nil {
+		s.violation("snapshot: %v", err)
+		return
+	}
+	cur := rep.g.Replica().Status()
+	if st.Index <= cur.Chosen || st.Index <= cur.Applied.Index {
+		return
+	}
+	start, end := shardSpan(rep.group)
+	b := n.eng.NewBatch()
+	if _, _, err := rep.store.InstallSnapshot(b, start, end, m.Payload); err != nil {
+		b.Close()
+		s.violation("snapshot install: %v", err)
+		return
+	}
+	if err := b.Commit(true); err != nil {
+		s.violation("snapshot commit: %v", err)
+		return
+	}
+	recs, err := txnkv.Records(n.eng, rep.group)
+	if err == nil {
+		err = rep.g.Restore(recs)
+	}
+	if err != nil {
+		s.violation("snapshot restore: %v", err)
+		return
+	}
+	rep.g.Replica().RestoreSnapshot(s.now(n), st, m.From, m.Ballot)
+	s.process(rep)
+}
+
+// ----------------------------------------------------------------------
+// Running and checking
+
+func (s *txnSim) run() TxnResult {
+	wall := time.Now()
+	end := s.start.Add(s.opts.Duration)
+	s.loop.RunUntil(end)
+	// Let what is in flight finish (clients start nothing new): commits
+	// answer, participants resolve, so the final state is settled.
+	for deadline := end.Add(15 * time.Second); s.loop.Now() < deadline && !s.settled(); {
+		s.loop.RunUntil(s.loop.Now().Add(100 * time.Millisecond))
+	}
+	// Transactions still in flight: unknown outcome.
+	for _, c := range s.clients {
+		if c.cur != nil {
+			s.finishTxn(c, c.cur, outcomeUnknown)
+		}
+	}
+	s.res.Events = s.loop.Events()
+	s.res.Virtual = s.opts.Duration
+	s.check()
+	for _, n := range s.nodes {
+		if n.eng != nil {
+			_ = n.eng.Close()
+		}
+	}
+	s.res.Wall = time.Since(wall)
+	s.res.CommitP50 = median(s.crossLat)
+	s.res.LocalCommitP50 = median(s.localLat)
+	s.res.CommitBound = median(s.bounds)
+	s.res.CommitWaitExposed = median(s.exposed)
+	if len(s.fracs) > 0 {
+		sort.Float64s(s.fracs)
+		s.res.CommitWaitExposedFrac = s.fracs[len(s.fracs)/2]
+	}
+	if s.epsN > 0 {
+		s.res.Epsilon = s.epsSum / time.Duration(s.epsN)
+	}
+	s.res.Violations = append(s.res.Violations, s.errs...)
+	return s.res
+}
+
+// settled reports whether no client transaction is in flight and no
+// participant holds a prepared transaction.
+func (s *txnSim) settled() bool {
+	for _, c := range s.clients {
+		if c.cur != nil {
+			return false
+		}
+	}
+	for _, sh := range s.shards {
+		for _, n := range sh.replicas {
+			if n.up && n.reps[sh.id].g.Prepared() > 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	c := slices.Clone(d)
+	slices.Sort(c)
+	return c[len(c)/2]
+}
+
+func (s *txnSim) check() {
+	for _, v := range CheckTxns(s.hist) {
+		s.violation("%s", v)
+	}
+	var accounts []string
+	for _, sh := range s.shards {
+		for a := 0; a < bankAccountsPerShard; a++ {
+			accounts = append(accounts, bankKey(sh.id, a))
+		}
+	}
+	for _, v := range CheckBank(s.hist, accounts, int64(len(accounts))*bankInitial) {
+		s.violation("%s", v)
+	}
+	// Final state, read at each shard's leader once everything settled.
+	final := map[string]string{}
+	for _, sh := range s.shards {
+		var leader *trep
+		for _, n := range sh.replicas {
+			if n.up && n.reps[sh.id].g.Replica().IsLeader() {
+				leader = n.reps[sh.id]
+			}
+		}
+		if leader == nil {
+			s.violation("shard %d: no leader at the end of the run", sh.id)
+			continue
+		}
+		start, end := shardSpan(sh.id)
+		kvs, err := leader.node.eng.Scan(start, end, tt.MaxTimestamp, 0, false)
+		if err != nil {
+			s.violation("final scan: %v", err)
+			continue
+		}
+		for _, x := range kvs {
+			final[string(x.Key)] = string(x.Value)
+		}
+	}
+	for _, v := range CheckFinal(s.hist, final) {
+		s.violation("final state: %s", v)
+	}
+}
+
+// ----------------------------------------------------------------------
+// Faults (as in the Paxos simulation)
+
+func (s *txnSim) scheduleFault() {
+	gap := time.Duration(500+s.rng.IntN(2500)) * time.Millisecond
+	s.loop.After(int64(gap), func() {
+		if s.loop.Now() >= s.healAt {
+			return
+		}
+		s.injectFault()
+		s.scheduleFault()
+	})
+}
+
+func (s *txnSim) injectFault() {
+	f := s.opts.Faults[s.rng.IntN(len(s.opts.Faults))]
+	dur := time.Duration(300+s.rng.IntN(4000)) * time.Millisecond
+	switch f {
+	case "crash":
+		n := s.nodes[s.rng.IntN(len(s.nodes))]
+		if !n.up {
+			return
+		}
+		s.tracef("crash node %d (%s) for %s", n.id, s.m.Regions[n.region], dur)
+		_ = n.crash(s.rng)
+		s.loop.After(int64(dur), func() { s.restartNode(n) })
+	case "partition":
+		ids := make([]NodeID, 0, len(s.nodes))
+		for _, n := range s.nodes {
+			ids = append(ids, n.id)
+		}
+		s.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		k := 1 + s.rng.IntN(len(ids)-1)
+		sym := s.rng.IntN(3) != 0
+		s.tracef("partition %v | %v symmetric=%v for %s", ids[:k], ids[k:], sym, dur)
+		s.net.Cut(ids[:k], ids[k:], sym)
+		s.loop.After(int64(dur), func() { s.net.Heal() })
+	case "net":
+		loss, dup, reorder := s.rng.Float64()*0.1, s.rng.Float64()*0.05, s.rng.Float64()*0.2
+		s.tracef("network faults loss=%.2f dup=%.2f reorder=%.2f for %s", loss, dup, reorder, dur)
+		s.net.SetFaults(loss, dup, reorder)
+		s.loop.After(int64(dur), func() { s.net.SetFaults(0, 0, 0) })
+	case "clock":
+		n := s.nodes[s.rng.IntN(len(s.nodes))]
+		if s.rng.IntN(2) == 0 {
+			b := time.Duration((s.rng.Float64()*2 - 1) * 0.9 * float64(s.opts.ClockError))
+			s.tracef("clock bias %s on node %d for %s", b, n.id, dur)
+			n.clock.SetBias(b)
+			s.loop.After(int64(dur), func() { n.clock.SetBias(0) })
+		} else {
+			s.tracef("time master lost on node %d", n.id)
+			n.clock.SetLost(true)
+			s.loop.After(int64(dur+25*time.Second), func() { n.clock.SetLost(false) })
+		}
+	}
+}
+
+func (s *txnSim) restartNode(n *tnode) {
+	if n.up {
+		return
+	}
+	s.tracef("restart node %d", n.id)
+	if err := n.restart(); err != nil {
+		s.violation("%v", err)
+		return
+	}
+	for _, rep := range n.reps {
+		rep.node = n
+	}
+	if err := s.startNode(n); err != nil {
+		s.violation("restart node %d: %v", n.id, err)
+	}
+}
+
+func (s *txnSim) healAll() {
+	s.tracef("heal everything")
+	s.net.Heal()
+	s.net.SetFaults(0, 0, 0)
+	for _, n := range s.nodes {
+		n.clock.SetBias(0)
+		n.clock.SetLost(false)
+		if !n.up {
+			s.restartNode(n)
+		}
+	}
+}
+
+var errClientTimeout = errors.New("client timeout")

@@ -1,0 +1,104 @@
+package sim
+
+import (
+	"flag"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var txnSeeds = flag.Int("sim.txnseeds", 60, "seeds TestTxnSeeds runs per placement (-short: a sixth)")
+
+// TestTxnSeeds runs the multi-region transaction simulation with every fault
+// in both placements and fails with the replay command of each violation.
+func TestTxnSeeds(t *testing.T) {
+	n := *txnSeeds
+	if testing.Short() {
+		n /= 6
+	}
+	first := uint64(1)
+	if *paxosSeed >= 0 {
+		first, n = uint64(*paxosSeed), 1
+	}
+	for _, placement := range []string{"regional", "spread"} {
+		committed := 0
+		for i := 0; i < n; i++ {
+			seed := first + uint64(i)
+			res, err := RunTxn(TxnOptions{Seed: seed, Placement: placement, Faults: []string{"all"}, Duration: 30 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			committed += res.Committed
+			for _, v := range res.Violations {
+				t.Errorf("%s seed %d: %s\n  replay: meridian sim txn --seed %d --placement %s --faults all --duration 30s",
+					placement, seed, v, seed, placement)
+			}
+		}
+		if committed == 0 {
+			t.Errorf("%s: no transaction committed in %d seeds", placement, n)
+		}
+	}
+}
+
+// TestTxnNegativeControl proves the checker can fail: without commit wait,
+// clock offsets within ε must produce external-consistency violations.
+func TestTxnNegativeControl(t *testing.T) {
+	found := 0
+	for seed := uint64(1); seed <= 6 && found == 0; seed++ {
+		res, err := RunTxn(TxnOptions{Seed: seed, Duration: 20 * time.Second, Bug: "no-commit-wait",
+			ClockError: 5 * time.Millisecond, Faults: []string{"clock"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found += len(res.Violations)
+	}
+	if found == 0 {
+		t.Fatal("--bug no-commit-wait with ε = 5 ms produced no violations: the checker cannot fail")
+	}
+}
+
+func TestTxnDeterministic(t *testing.T) {
+	run := func() TxnResult {
+		res, err := RunTxn(TxnOptions{Seed: 9, Faults: []string{"all"}, Duration: 15 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Wall = 0
+		return res
+	}
+	if a, b := run(), run(); !reflect.DeepEqual(a, b) {
+		t.Fatalf("same seed, different runs:\n%+v\n%+v", a, b)
+	}
+}
+
+// BenchmarkTxnSim reports, for both placements, the cross-region commit p50
+// against its analytic lower bound, the exposed commit wait, and the
+// simulator's speed.
+func BenchmarkTxnSim(b *testing.B) {
+	for _, placement := range []string{"regional", "spread"} {
+		b.Run(placement, func(b *testing.B) {
+			var virt, wall time.Duration
+			var p50, bound, exposed time.Duration
+			var frac float64
+			for i := 0; i < b.N; i++ {
+				res, err := RunTxn(TxnOptions{Seed: uint64(i + 1), Placement: placement, Duration: 30 * time.Second})
+				if err != nil {
+					b.Fatal(err)
+				}
+				virt += res.Virtual
+				wall += res.Wall
+				p50 += res.CommitP50
+				bound += res.CommitBound
+				exposed += res.CommitWaitExposed
+				frac += res.CommitWaitExposedFrac
+			}
+			n := time.Duration(b.N)
+			b.ReportMetric(float64((p50/n).Microseconds())/1000, "commit-p50-ms")
+			b.ReportMetric(float64((bound/n).Microseconds())/1000, "bound-ms")
+			b.ReportMetric(float64(p50)/float64(bound), "p50/bound")
+			b.ReportMetric(float64((exposed/n).Microseconds())/1000, "exposed-wait-ms")
+			b.ReportMetric(100*frac/float64(b.N), "exposed-%")
+			b.ReportMetric(virt.Seconds()/wall.Seconds(), "virtual-s/wall-s")
+		})
+	}
+}

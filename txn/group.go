@@ -1,0 +1,1200 @@
+package txn
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/meridiandb/meridian/paxos"
+	"github.com/meridiandb/meridian/tt"
+)
+
+type txnStatus uint8
+
+const (
+	stActive     txnStatus = iota // reading, taking shared locks
+	stCommitting                  // single-group commit or coordinator commit in progress
+	stPreparing                   // participant: locking / prepare record proposed
+	stPrepared                    // participant: prepare record applied, vote sent
+	stAborted                     // wounded, timed out, rolled back or voted no
+)
+
+// txnState is the leader's volatile view of a transaction at this group.
+type txnState struct {
+	meta       Meta
+	status     txnStatus
+	lastActive tt.Timestamp
+	reason     string
+	readHere   bool
+	reqs       []uint64 // single-group commit: client requests waiting
+	// logged: a commit record is proposed (the outcome is out of our hands)
+	// or the transaction is prepared here: it can no longer be wounded.
+	logged bool
+}
+
+// woundable reports whether an older transaction may abort t to take its
+// locks: until t logged a commit record or prepared, it can still abort
+// (a coordinator tells its participants; a participant votes no).
+func (t *txnState) woundable() bool {
+	return t.status != stAborted && t.status != stPrepared && !t.logged
+}
+
+// waiter is a request blocked on locks.
+type waiter struct {
+	meta     Meta
+	req      lockReq
+	deadline tt.Timestamp
+	grant    func()
+	fail     func(error)
+}
+
+// prop is a proposal the leader waits to see applied.
+type prop struct {
+	ts      tt.Timestamp
+	applied func(a paxos.Applied)
+	failed  func(err error)
+}
+
+// prepared is a participant's prepared transaction, from its applied
+// prepare record (every replica keeps these: they bound t_safe_tm).
+type prepared struct {
+	rec       record // kind recPrepare; rec.ts is the prepare timestamp
+	since     tt.Timestamp
+	lastQuery tt.Timestamp
+	resolving bool // leader: a resolve record is proposed
+}
+
+// coord is a coordinator's volatile state for one two-phase commit.
+type coord struct {
+	meta     Meta
+	reqs     []uint64 // client requests waiting for the outcome
+	parts    []Participant
+	own      *Participant
+	votes    map[uint64]tt.Timestamp
+	deadline tt.Timestamp
+	lastSend tt.Timestamp
+	phase    coordPhase
+}
+
+type coordPhase uint8
+
+const (
+	cpLocking coordPhase = iota
+	cpVoting
+	cpCommitting
+	cpAborting
+)
+
+type pendingRead struct {
+	task     ReadTask
+	deadline tt.Timestamp
+}
+
+// Group is one replica's transaction layer over its Paxos replica: a pure,
+// deterministic state machine like paxos.Replica (time comes in with every
+// input; effects leave in Ready). At the leader it runs the lock table,
+// single-group commits, the coordinator and participant sides of two-phase
+// commit, and timestamp choice for read-only transactions; at every
+// replica it applies the log (writes, prepared set, outcomes) and serves
+// snapshot reads once safe time allows.
+type Group struct {
+	cfg Config
+	id  uint64
+	r   *paxos.Replica
+
+	locks    *lockTable
+	txns     map[TxnID]*txnState
+	waits    []*waiter
+	coords   map[TxnID]*coord
+	props    map[uint64]*prop
+	prepared map[TxnID]*prepared
+	outcomes map[TxnID]outcome
+	reads    []*pendingRead
+
+	leading    bool
+	lastClose  tt.Timestamp
+	now        tt.Interval
+	retrying   bool
+	retryAgain bool
+
+	out Ready
+}
+
+// NewGroup wraps a replica. records are the group's persisted transaction
+// records (kv meta under MetaPrefix), as name/value pairs.
+func NewGroup(id uint64, r *paxos.Replica, cfg Config, records [][2][]byte) (*Group, error) {
+	cfg.fill()
+	g := &Group{cfg: cfg, id: id, r: r, locks: newLockTable(), txns: map[TxnID]*txnState{},
+		coords: map[TxnID]*coord{}, props: map[uint64]*prop{}}
+	if err := g.Restore(records); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Restore replaces the replicated transaction state (prepared set and
+// outcomes) with records, after a restart or a snapshot install.
+func (g *Group) Restore(records [][2][]byte) error {
+	g.prepared = map[TxnID]*prepared{}
+	g.outcomes = map[TxnID]outcome{}
+	for _, kv := range records {
+		name, val := kv[0], kv[1]
+		switch {
+		case hasPrefix(name, "txn/prep/"):
+			rec, err := unmarshalRecord(val)
+			if err != nil || rec.kind != recPrepare {
+				return fmt.Errorf("txn: group %d: prepared record %x: %w", g.id, name, ErrCorruptRecord)
+			}
+			g.prepared[rec.txn.ID] = &prepared{rec: rec}
+		case hasPrefix(name, "txn/out/"):
+			id, err := TxnIDFromBytes(name[len("txn/out/"):])
+			if err != nil {
+				return err
+			}
+			o, err := unmarshalOutcome(val)
+			if err != nil {
+				return fmt.Errorf("txn: group %d: outcome %s: %w", g.id, id, err)
+			}
+			g.outcomes[id] = o
+		}
+	}
+	if g.leading {
+		g.loseLeadership()
+	}
+	return nil
+}
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+// Replica returns the underlying Paxos replica.
+func (g *Group) Replica() *paxos.Replica { return g.r }
+
+// ID returns the group ID.
+func (g *Group) ID() uint64 { return g.id }
+
+// ----------------------------------------------------------------------
+// Inputs
+
+// Step feeds a Paxos message.
+func (g *Group) Step(now tt.Interval, m paxos.Message) {
+	g.now = now
+	g.r.Step(now, m)
+	g.after()
+}
+
+// Tick lets time pass: Paxos timers, lock and transaction timeouts, vote
+// resends, outcome queries, read deadlines.
+func (g *Group) Tick(now tt.Interval) {
+	g.now = now
+	g.r.Tick(now)
+	g.after()
+	if g.leading {
+		g.tickLeader()
+	}
+	g.tickReads()
+}
+
+// after reacts to leadership changes caused by the last input.
+func (g *Group) after() {
+	lead := g.r.IsLeader()
+	switch {
+	case lead && !g.leading:
+		g.leading = true
+		// Prepared transactions keep their locks under the new leader.
+		for _, id := range g.preparedIDs() {
+			g.relock(g.prepared[id])
+		}
+	case !lead && g.leading:
+		g.loseLeadership()
+	}
+}
+
+// relock gives a prepared transaction its locks (shared on what it read
+// here, exclusive on what it writes) in this leader's lock table: it held
+// them under the leader that logged its prepare record, and must hold them
+// until its outcome. Nothing here can hold conflicting locks: a new leader
+// serves no request before it applied every entry chosen before it, this
+// prepare record among them.
+func (g *Group) relock(p *prepared) {
+	id := p.rec.txn.ID
+	for _, k := range p.rec.readKeys {
+		g.locks.grant(id, lockReq{keys: []string{k}})
+	}
+	for i := range p.rec.readSpans {
+		sp := p.rec.readSpans[i]
+		g.locks.grant(id, lockReq{span: &sp})
+	}
+	g.locks.grant(id, lockReq{exclusive: true, keys: writeKeys(p.rec.writes)})
+	g.txns[id] = &txnState{meta: p.rec.txn, status: stPrepared, lastActive: g.now.Earliest, logged: true}
+	p.since, p.lastQuery, p.resolving = g.now.Earliest, 0, false
+}
+
+func (g *Group) loseLeadership() {
+	g.leading = false
+	err := g.notLeader()
+	for _, w := range g.waits {
+		w.fail(err)
+	}
+	g.waits = nil
+	for idx, p := range g.props {
+		p.failed(err)
+		delete(g.props, idx)
+	}
+	for id, c := range g.coords {
+		for _, req := range c.reqs {
+			g.respond(Response{ID: req, Err: err, Hint: g.r.LeaderHint()})
+		}
+		delete(g.coords, id)
+	}
+	for _, id := range g.txnIDs() {
+		for _, req := range g.txns[id].reqs {
+			g.respond(Response{ID: req, Err: err, Hint: g.r.LeaderHint()})
+		}
+	}
+	g.locks = newLockTable()
+	g.txns = map[TxnID]*txnState{}
+	for _, p := range g.prepared {
+		p.resolving = false
+	}
+}
+
+func (g *Group) notLeader() error {
+	return fmt.Errorf("%w (group %d, try replica %d)", ErrNotLeader, g.id, g.r.LeaderHint())
+}
+
+func (g *Group) respond(r Response) { g.out.Responses = append(g.out.Responses, r) }
+
+func (g *Group) sendMsg(m Msg) {
+	m.From = g.id
+	g.out.Msgs = append(g.out.Msgs, m)
+}
+
+// serving reports whether this replica may serve leader requests now: it
+// holds a valid lease and has applied everything chosen before it led.
+func (g *Group) serving() bool { return g.leading && g.r.Leaseholder(g.now) }
+
+// Handle takes a client request.
+func (g *Group) Handle(now tt.Interval, req Request) {
+	g.now = now
+	g.after()
+	switch req.Kind {
+	case ReqSnapshotRead:
+		g.snapshotRead(req)
+		return
+	case ReqStaleRead:
+		g.staleRead(req)
+		return
+	case ReqStrongTS:
+		g.strongTS(req)
+		return
+	}
+	if !g.serving() {
+		g.respond(Response{ID: req.ID, Err: g.notLeader(), Hint: g.r.LeaderHint()})
+		return
+	}
+	if req.Txn.ID.IsZero() {
+		g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: missing transaction ID", ErrInvalid)})
+		return
+	}
+	if req.Txn.Priority == 0 {
+		// The first group a transaction reaches stamps its priority (its
+		// start time for wound-wait); the client keeps it across retries.
+		req.Txn.Priority = g.now.Latest
+	}
+	switch req.Kind {
+	case ReqRead:
+		g.lockingRead(req)
+	case ReqCommit:
+		g.commit(req)
+	case ReqRollback:
+		g.rollback(req)
+	default:
+		g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: unknown request kind %d", ErrInvalid, req.Kind)})
+	}
+}
+
+// Receive takes a message from another group's leader.
+func (g *Group) Receive(now tt.Interval, m Msg) {
+	g.now = now
+	g.after()
+	if m.Type == MsgCloseRequest {
+		if g.serving() {
+			_, _, _ = g.r.CloseTimestamp(now)
+		}
+		return
+	}
+	if !g.serving() {
+		return // the sender retries; the runtime routes to the leader it knows
+	}
+	switch m.Type {
+	case MsgPrepare:
+		g.onPrepare(m)
+	case MsgVote:
+		g.onVote(m)
+	case MsgDecide:
+		g.onDecide(m.Txn.ID, m.OK, m.TS)
+	case MsgQuery:
+		g.onQuery(m)
+	case MsgOutcome:
+		if !m.Pending {
+			g.onDecide(m.Txn.ID, m.OK, m.TS)
+		}
+	}
+}
+
+// ----------------------------------------------------------------------
+// Transactions and locks (leader)
+
+func (g *Group) txn(meta Meta) *txnState {
+	t := g.txns[meta.ID]
+	if t == nil {
+		t = &txnState{meta: meta}
+		g.txns[meta.ID] = t
+	}
+	t.lastActive = g.now.Earliest
+	return t
+}
+
+// abortTxn aborts a transaction that has not logged a commit or prepare:
+// its locks go and its waiting requests fail. It is idempotent, and safe to
+// reach again from the failure callbacks it runs.
+func (g *Group) abortTxn(t *txnState, reason string) {
+	if t.status == stAborted {
+		return
+	}
+	t.status = stAborted
+	t.reason = reason
+	g.locks.release(t.meta.ID)
+	var failed []*waiter
+	kept := g.waits[:0]
+	for _, w := range g.waits {
+		if w.meta.ID == t.meta.ID {
+			failed = append(failed, w)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	g.waits = kept
+	err := aborted("%s", reason)
+	for _, w := range failed {
+		w.fail(err)
+	}
+	for _, req := range t.reqs {
+		g.respond(Response{ID: req, Err: err})
+	}
+	t.reqs = nil
+	if c := g.coords[t.meta.ID]; c != nil && c.phase < cpCommitting {
+		g.abortCoord(c, reason)
+	}
+	g.retryWaiters()
+}
+
+// acquire takes req's locks for meta under wound-wait: an older requester
+// wounds younger holders that have not prepared; a younger one waits, in
+// a bounded queue, until LockWait passes.
+func (g *Group) acquire(meta Meta, req lockReq, grant func(), fail func(error)) {
+	if g.tryAcquire(meta, req) {
+		grant()
+		return
+	}
+	if len(g.waits) >= g.cfg.MaxWaiters {
+		fail(fmt.Errorf("%w: %d requests already wait for locks at group %d", ErrBusy, len(g.waits), g.id))
+		return
+	}
+	g.waits = append(g.waits, &waiter{meta: meta, req: req, deadline: g.now.Earliest.Add(g.cfg.LockWait), grant: grant, fail: fail})
+}
+
+// tryAcquire grants req if no conflict remains after wounding what may be
+// wounded.
+func (g *Group) tryAcquire(meta Meta, req lockReq) bool {
+	blockers := g.locks.blockers(meta.ID, req)
+	if len(blockers) == 0 {
+		g.locks.grant(meta.ID, req)
+		return true
+	}
+	wait := false
+	for _, b := range blockers {
+		bt := g.txns[b]
+		if bt == nil {
+			wait = true
+			continue
+		}
+		if older(meta, bt.meta) && bt.woundable() {
+			g.abortTxn(bt, fmt.Sprintf("wounded by older transaction %s", meta.ID))
+			continue
+		}
+		wait = true
+	}
+	if wait {
+		return false
+	}
+	if len(g.locks.blockers(meta.ID, req)) > 0 {
+		return false
+	}
+	g.locks.grant(meta.ID, req)
+	return true
+}
+
+// retryWaiters grants, in arrival order, every waiter that can now go. A
+// grant or a wound may re-enter it; the outer call then simply goes round
+// again.
+func (g *Group) retryWaiters() {
+	if g.retrying {
+		g.retryAgain = true
+		return
+	}
+	g.retrying = true
+	defer func() { g.retrying = false }()
+	for progress := true; progress; {
+		progress = false
+		g.retryAgain = false
+		for _, w := range slices.Clone(g.waits) {
+			if !slices.Contains(g.waits, w) {
+				continue // failed meanwhile
+			}
+			if t := g.txns[w.meta.ID]; t != nil && t.status == stAborted {
+				continue
+			}
+			if g.tryAcquire(w.meta, w.req) {
+				if i := slices.Index(g.waits, w); i >= 0 {
+					g.waits = slices.Delete(g.waits, i, i+1)
+				}
+				w.grant()
+				progress = true
+			}
+		}
+		progress = progress || g.retryAgain
+	}
+}
+
+func (g *Group) release(id TxnID) {
+	if g.locks.holds(id) {
+		g.locks.release(id)
+		g.retryWaiters()
+	}
+}
+
+func (g *Group) lockingRead(req Request) {
+	t := g.txn(req.Txn)
+	if t.status == stAborted {
+		g.respond(Response{ID: req.ID, Err: aborted("%s", t.reason)})
+		return
+	}
+	if t.status != stActive {
+		g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: transaction %s is committing", ErrInvalid, req.Txn.ID)})
+		return
+	}
+	var lr lockReq
+	if req.Key != nil {
+		lr = lockReq{keys: []string{string(req.Key)}}
+	} else {
+		lr = lockReq{span: &keySpan{start: req.Start, end: req.End}}
+		if req.End != nil && len(req.End) == 0 {
+			lr.span.end = nil
+		}
+	}
+	t.readHere = true
+	task := ReadTask{ID: req.ID, Key: req.Key, Start: req.Start, End: req.End, Limit: req.Limit, Reverse: req.Reverse,
+		TS: tt.MaxTimestamp, Priority: req.Txn.Priority}
+	g.acquire(req.Txn, lr, func() {
+		// Under the lock the latest applied version is the one to read:
+		// every applied write passed commit wait, and prepared writes
+		// hold exclusive locks we just waited out.
+		g.out.Reads = append(g.out.Reads, task)
+	}, func(err error) { g.respond(Response{ID: req.ID, Err: err}) })
+}
+
+func (g *Group) rollback(req Request) {
+	if t := g.txns[req.Txn.ID]; t != nil && (t.status == stActive || t.status == stAborted) {
+		g.abortTxn(t, "rolled back")
+	}
+	g.respond(Response{ID: req.ID})
+}
+
+func writeKeys(ws []Mutation) []string {
+	ks := make([]string, 0, len(ws))
+	for _, w := range ws {
+		ks = append(ks, string(w.Key))
+	}
+	slices.Sort(ks)
+	return slices.Compact(ks)
+}
+
+// ----------------------------------------------------------------------
+// Commit
+
+func (g *Group) commit(req Request) {
+	var own *Participant
+	others := 0
+	for i := range req.Participants {
+		p := &req.Participants[i]
+		if p.Group == g.id {
+			own = p
+		} else {
+			others++
+		}
+		if len(p.Writes) > g.cfg.MaxWrites {
+			g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: %d writes at group %d, limit %d", ErrInvalid, len(p.Writes), p.Group, g.cfg.MaxWrites)})
+			return
+		}
+	}
+	if own == nil {
+		g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: the coordinator group %d must be a participant", ErrInvalid, g.id)})
+		return
+	}
+	// A retried commit learns the recorded outcome.
+	if o, ok := g.outcomes[req.Txn.ID]; ok {
+		g.respondOutcome(req.ID, o, 0)
+		return
+	}
+	if c := g.coords[req.Txn.ID]; c != nil {
+		c.reqs = append(c.reqs, req.ID)
+		return
+	}
+	t := g.txns[req.Txn.ID]
+	if own.Read && (t == nil || !g.locks.holds(req.Txn.ID) && t.status != stAborted) {
+		g.respond(Response{ID: req.ID, Err: aborted("read locks at group %d were lost (leader change or timeout)", g.id)})
+		return
+	}
+	t = g.txn(req.Txn)
+	switch t.status {
+	case stAborted:
+		g.respond(Response{ID: req.ID, Err: aborted("%s", t.reason)})
+		return
+	case stActive:
+	case stCommitting:
+		t.reqs = append(t.reqs, req.ID) // a retried commit waits for the same outcome
+		return
+	default:
+		g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: transaction %s is a participant of another commit", ErrInvalid, req.Txn.ID)})
+		return
+	}
+	if others == 0 {
+		g.commitSingle(req, t, own.Writes)
+		return
+	}
+	c := &coord{meta: req.Txn, reqs: []uint64{req.ID}, own: own, votes: map[uint64]tt.Timestamp{},
+		deadline: g.now.Earliest.Add(g.cfg.CommitTimeout)}
+	for _, p := range req.Participants {
+		if p.Group != g.id {
+			c.parts = append(c.parts, p)
+		}
+	}
+	g.coords[req.Txn.ID] = c
+	t.status = stCommitting
+	g.acquire(req.Txn, lockReq{exclusive: true, keys: writeKeys(own.Writes)}, func() {
+		c.phase = cpVoting
+		g.sendPrepares(c)
+	}, func(err error) { g.abortCoord(c, err.Error()) })
+}
+
+func (g *Group) commitWait() bool { return !g.cfg.Bugs.NoCommitWait }
+
+func (g *Group) commitSingle(req Request, t *txnState, writes []Mutation) {
+	t.status = stCommitting
+	t.reqs = append(t.reqs, req.ID)
+	g.acquire(req.Txn, lockReq{exclusive: true, keys: writeKeys(writes)}, func() {
+		rec := record{kind: recCommit, txn: req.Txn, writes: writes}
+		t.logged = true
+		g.propose(rec, 0, g.commitWait(), func(a paxos.Applied) {
+			for _, id := range t.reqs {
+				g.respond(Response{ID: id, TS: a.TS, CommitWait: a.CommitWaited})
+			}
+			t.reqs = nil
+		}, func(err error) {
+			if errors.Is(err, ErrNotLeader) {
+				return // loseLeadership answers; the entry may still commit: the client asks the next leader
+			}
+			g.abortTxn(t, err.Error())
+		})
+	}, func(err error) { g.abortTxn(t, err.Error()) })
+}
+
+// propose logs rec through Paxos; applied runs when the entry is applied
+// (the record's effects already taken), failed when it never will be.
+func (g *Group) propose(rec record, minTS tt.Timestamp, commitWait bool, applied func(paxos.Applied), failed func(error)) {
+	idx, ts, err := g.r.Propose(g.now, rec.marshal(), minTS, commitWait)
+	if err != nil {
+		if errors.Is(err, paxos.ErrNotLeader) {
+			err = g.notLeader()
+		} else if errors.Is(err, paxos.ErrBusy) {
+			err = fmt.Errorf("%w: %v", ErrBusy, err)
+		}
+		failed(err)
+		return
+	}
+	g.props[idx] = &prop{ts: ts, applied: applied, failed: failed}
+}
+
+// finish forgets a transaction whose fate is sealed and releases its locks.
+func (g *Group) finish(id TxnID) {
+	delete(g.txns, id)
+	g.release(id)
+}
+
+func (g *Group) respondOutcome(reqID uint64, o outcome, waited time.Duration) {
+	if o.commit {
+		g.respond(Response{ID: reqID, TS: o.ts, CommitWait: waited})
+	} else {
+		g.respond(Response{ID: reqID, Err: aborted("the coordinator decided to abort")})
+	}
+}
+
+// ----------------------------------------------------------------------
+// Two-phase commit: coordinator
+
+func (g *Group) sendPrepares(c *coord) {
+	c.lastSend = g.now.Earliest
+	for _, p := range c.parts {
+		if _, ok := c.votes[p.Group]; ok {
+			continue
+		}
+		g.sendMsg(Msg{Type: MsgPrepare, To: p.Group, Txn: c.meta, Writes: p.Writes, Read: p.Read, Coordinator: g.id})
+	}
+}
+
+func (g *Group) onVote(m Msg) {
+	c := g.coords[m.Txn.ID]
+	if c == nil || c.phase != cpVoting {
+		return
+	}
+	if !m.OK {
+		g.abortCoord(c, fmt.Sprintf("participant group %d voted no", m.From))
+		return
+	}
+	c.votes[m.From] = m.TS
+	if len(c.votes) < len(c.parts) {
+		return
+	}
+	// Invariant 5: s >= TT.now().latest (Propose), >= every prepare
+	// timestamp (minTS), > every timestamp this group assigned (Propose).
+	var maxPrep tt.Timestamp
+	for _, ts := range c.votes {
+		maxPrep = max(maxPrep, ts)
+	}
+	c.phase = cpCommitting
+	if t := g.txns[c.meta.ID]; t != nil {
+		t.logged = true
+	}
+	parts := make([]uint64, 0, len(c.parts))
+	for _, p := range c.parts {
+		parts = append(parts, p.Group)
+	}
+	rec := record{kind: recCoordCommit, txn: c.meta, writes: c.own.Writes, participants: parts}
+	g.propose(rec, maxPrep, g.commitWait(), func(paxos.Applied) {
+		// applyEntry answered the clients and told the participants.
+	}, func(err error) {
+		if errors.Is(err, ErrNotLeader) {
+			return // loseLeadership answers the clients; the outcome is the next leader's to tell
+		}
+		g.abortCoord(c, "commit record not logged: "+err.Error())
+	})
+}
+
+// abortCoord aborts a two-phase commit that has not logged its commit
+// record: participants are told, the client answered, own locks released.
+func (g *Group) abortCoord(c *coord, reason string) {
+	if c.phase >= cpCommitting {
+		return
+	}
+	c.phase = cpAborting
+	delete(g.coords, c.meta.ID)
+	for _, p := range c.parts {
+		g.sendMsg(Msg{Type: MsgDecide, To: p.Group, Txn: c.meta, OK: false})
+	}
+	for _, req := range c.reqs {
+		g.respond(Response{ID: req, Err: aborted("%s", reason)})
+	}
+	if t := g.txns[c.meta.ID]; t != nil {
+		g.abortTxn(t, reason)
+	}
+}
+
+func (g *Group) onQuery(m Msg) {
+	id := m.Txn.ID
+	if o, ok := g.outcomes[id]; ok {
+		g.sendMsg(Msg{Type: MsgOutcome, To: m.From, Txn: m.Txn, OK: o.commit, TS: o.ts})
+		return
+	}
+	if c := g.coords[id]; c != nil {
+		g.sendMsg(Msg{Type: MsgOutcome, To: m.From, Txn: m.Txn, Pending: true})
+		return
+	}
+	// No record and no coordinator here: this leader applied everything
+	// chosen before it (its barrier), so no commit record can appear. Log
+	// the abort so every later answer agrees.
+	if t := g.txns[id]; t != nil && t.status == stCommitting {
+		g.sendMsg(Msg{Type: MsgOutcome, To: m.From, Txn: m.Txn, Pending: true})
+		return
+	}
+	rec := record{kind: recCoordAbort, txn: m.Txn}
+	g.propose(rec, 0, false, func(paxos.Applied) {}, func(error) {})
+}
+
+// ----------------------------------------------------------------------
+// Two-phase commit: participant
+
+func (g *Group) onPrepare(m Msg) {
+	id := m.Txn.ID
+	if p := g.prepared[id]; p != nil {
+		// Already prepared: vote again with the same timestamp.
+		g.sendMsg(Msg{Type: MsgVote, To: m.Coordinator, Txn: m.Txn, OK: true, TS: p.rec.ts})
+		return
+	}
+	no := func(reason string) {
+		g.sendMsg(Msg{Type: MsgVote, To: m.Coordinator, Txn: m.Txn, OK: false})
+		_ = reason
+	}
+	if len(m.Writes) > g.cfg.MaxWrites {
+		no("too many writes")
+		return
+	}
+	t := g.txns[id]
+	if m.Read && (t == nil || !g.locks.holds(id)) {
+		if t != nil {
+			g.abortTxn(t, "read locks lost before prepare")
+		}
+		no("read locks lost")
+		return
+	}
+	t = g.txn(m.Txn)
+	switch t.status {
+	case stAborted:
+		no(t.reason)
+		return
+	case stPreparing, stPrepared:
+		return // in progress; the vote follows
+	case stCommitting:
+		no("already committing")
+		return
+	}
+	t.status = stPreparing
+	g.acquire(m.Txn, lockReq{exclusive: true, keys: writeKeys(m.Writes)}, func() {
+		rec := record{kind: recPrepare, txn: m.Txn, writes: m.Writes, coordinator: m.Coordinator}
+		rec.readKeys, rec.readSpans = g.locks.shared(id)
+		g.propose(rec, 0, false, func(a paxos.Applied) {
+			if t.status == stAborted {
+				no("aborted while preparing") // applyEntry already resolves it as aborted
+				return
+			}
+			g.sendMsg(Msg{Type: MsgVote, To: m.Coordinator, Txn: m.Txn, OK: true, TS: a.TS})
+		}, func(err error) {
+			if errors.Is(err, ErrNotLeader) {
+				return
+			}
+			g.abortTxn(t, "prepare not logged: "+err.Error())
+			no(err.Error())
+		})
+	}, func(err error) {
+		g.abortTxn(t, err.Error())
+		no(err.Error())
+	})
+}
+
+// onDecide resolves a transaction this group is a participant of.
+func (g *Group) onDecide(id TxnID, commit bool, ts tt.Timestamp) {
+	p := g.prepared[id]
+	if p == nil {
+		// Not prepared (yet): an abort ends whatever is in progress.
+		if t := g.txns[id]; t != nil && !commit && (t.status == stActive || t.status == stPreparing) {
+			g.abortTxn(t, "the coordinator decided to abort")
+		}
+		return
+	}
+	if p.resolving {
+		return
+	}
+	p.resolving = true
+	rec := record{kind: recResolve, txn: p.rec.txn, commit: commit, ts: ts}
+	var minTS tt.Timestamp
+	if commit {
+		minTS = ts
+	}
+	g.propose(rec, minTS, false, func(paxos.Applied) {}, func(error) { p.resolving = false })
+}
+
+// ----------------------------------------------------------------------
+// Applying the log (every replica)
+
+func (g *Group) applyEntry(a paxos.Applied) {
+	pr := g.props[a.Index]
+	if pr != nil {
+		delete(g.props, a.Index)
+	}
+	if a.Type != paxos.EntryNormal || a.Skipped {
+		if pr != nil {
+			pr.failed(aborted("the proposal was superseded (leader change)"))
+		}
+		return
+	}
+	rec, err := unmarshalRecord(a.Data)
+	if err != nil {
+		// A record we cannot read was written by a newer or broken
+		// version: stop rather than diverge.
+		panic(fmt.Sprintf("txn: group %d entry %d: %v", g.id, a.Index, err))
+	}
+	if pr != nil && pr.ts != a.TS {
+		pr.failed(aborted("the proposal was superseded (leader change)"))
+		pr = nil
+	}
+	switch rec.kind {
+	case recCommit:
+		g.applyWrites(rec.writes, a.TS)
+		g.putOutcome(rec.txn.ID, outcome{commit: true, ts: a.TS})
+		if g.leading {
+			g.finish(rec.txn.ID)
+		}
+	case recCoordCommit:
+		g.applyWrites(rec.writes, a.TS)
+		g.putOutcome(rec.txn.ID, outcome{commit: true, ts: a.TS})
+		if g.leading {
+			c := g.coords[rec.txn.ID]
+			delete(g.coords, rec.txn.ID)
+			if c != nil {
+				for _, req := range c.reqs {
+					g.respond(Response{ID: req, TS: a.TS, CommitWait: a.CommitWaited})
+				}
+			}
+			for _, p := range rec.participants {
+				g.sendMsg(Msg{Type: MsgDecide, To: p, Txn: rec.txn, OK: true, TS: a.TS})
+			}
+			g.finish(rec.txn.ID)
+		}
+	case recCoordAbort:
+		if _, ok := g.outcomes[rec.txn.ID]; !ok {
+			g.putOutcome(rec.txn.ID, outcome{commit: false, ts: a.TS})
+		}
+		if g.leading {
+			if c := g.coords[rec.txn.ID]; c != nil {
+				g.abortCoord(c, "aborted")
+			}
+			if t := g.txns[rec.txn.ID]; t != nil && t.status != stCommitting {
+				g.abortTxn(t, "aborted")
+			}
+		}
+	case recPrepare:
+		if _, done := g.outcomes[rec.txn.ID]; done {
+			break
+		}
+		rec.ts = a.TS
+		p := &prepared{rec: rec, since: g.now.Earliest}
+		g.prepared[rec.txn.ID] = p
+		g.out.Meta = append(g.out.Meta, MetaOp{Name: prepName(rec.txn.ID), Value: rec.marshal()})
+		if g.leading {
+			switch t := g.txns[rec.txn.ID]; {
+			case t == nil:
+				// Logged under an earlier leader and recovered by us: take
+				// its locks now.
+				g.relock(p)
+			case t.status == stAborted:
+				// Aborted while the record was in flight: resolve it.
+				g.onDecide(rec.txn.ID, false, 0)
+			default:
+				t.status = stPrepared
+				t.logged = true
+			}
+		}
+	case recResolve:
+		p := g.prepared[rec.txn.ID]
+		if p == nil {
+			break
+		}
+		delete(g.prepared, rec.txn.ID)
+		g.out.Meta = append(g.out.Meta, MetaOp{Name: prepName(rec.txn.ID), Delete: true})
+		if rec.commit {
+			g.applyWrites(p.rec.writes, rec.ts)
+		}
+		if g.leading {
+			g.finish(rec.txn.ID)
+		}
+	}
+	if pr != nil {
+		pr.applied(a)
+	}
+	g.expireOutcomes(a.TS)
+}
+
+func (g *Group) applyWrites(ws []Mutation, ts tt.Timestamp) {
+	for _, w := range ws {
+		g.out.Writes = append(g.out.Writes, Write{Key: w.Key, TS: ts, Value: w.Value, Delete: w.Delete})
+	}
+}
+
+func (g *Group) putOutcome(id TxnID, o outcome) {
+	g.outcomes[id] = o
+	g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeName(id), Value: o.marshal()})
+}
+
+// expireOutcomes drops outcome records far below the applied timestamp. It
+// depends only on the log, so every replica drops the same ones.
+func (g *Group) expireOutcomes(applied tt.Timestamp) {
+	if len(g.outcomes) < 1024 {
+		return
+	}
+	horizon := applied.Add(-g.cfg.OutcomeRetention)
+	for id, o := range g.outcomes {
+		if o.ts < horizon {
+			delete(g.outcomes, id)
+			g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeName(id), Delete: true})
+		}
+	}
+}
+
+// ----------------------------------------------------------------------
+// Reads at a timestamp (every replica)
+
+// SafeTime returns t_safe = min(t_safe_paxos, t_safe_tm): the highest
+// timestamp this replica can serve reads at (invariant 8).
+func (g *Group) SafeTime() tt.Timestamp {
+	safe := g.r.ClosedTS()
+	for _, p := range g.prepared {
+		safe = min(safe, p.rec.ts-1)
+	}
+	return safe
+}
+
+// Prepared returns how many transactions are prepared here.
+func (g *Group) Prepared() int { return len(g.prepared) }
+
+func (g *Group) snapshotRead(req Request) {
+	ts := req.TS
+	if ts == 0 {
+		// Strong read in one round trip: pick the timestamp here.
+		var err error
+		ts, err = g.pickStrong(req.SingleGroup)
+		if err != nil {
+			g.respond(Response{ID: req.ID, Err: err, Hint: g.r.LeaderHint()})
+			return
+		}
+	}
+	g.readAt(ReadTask{ID: req.ID, Key: req.Key, Start: req.Start, End: req.End, Limit: req.Limit, Reverse: req.Reverse, TS: ts})
+}
+
+func (g *Group) readAt(task ReadTask) {
+	if task.TS <= g.SafeTime() {
+		g.out.Reads = append(g.out.Reads, task)
+		return
+	}
+	if len(g.reads) >= g.cfg.MaxWaiters {
+		g.respond(Response{ID: task.ID, Err: fmt.Errorf("%w: %d reads already wait for safe time", ErrBusy, len(g.reads))})
+		return
+	}
+	g.reads = append(g.reads, &pendingRead{task: task, deadline: g.now.Earliest.Add(g.cfg.ReadWait)})
+	g.askClose(task.TS)
+}
+
+// askClose gets the leader to close a timestamp so safe time can pass ts.
+func (g *Group) askClose(ts tt.Timestamp) {
+	if g.leading {
+		_, _, _ = g.r.CloseTimestamp(g.now)
+		return
+	}
+	if g.now.Earliest.Sub(g.lastClose) < 20*time.Millisecond {
+		return
+	}
+	g.lastClose = g.now.Earliest
+	g.sendMsg(Msg{Type: MsgCloseRequest, To: g.id, TS: ts})
+}
+
+// pickStrong chooses a strong read timestamp (invariant 9): the last
+// applied timestamp at a single group's leader with nothing prepared,
+// else TT.now().latest.
+func (g *Group) pickStrong(single bool) (tt.Timestamp, error) {
+	if single && g.serving() && len(g.prepared) == 0 {
+		return max(g.r.LastAppliedTS(), 1), nil
+	}
+	if !paxosHealthy(g.now) {
+		return 0, fmt.Errorf("%w: clock unhealthy", ErrTimeout)
+	}
+	return g.now.Latest, nil
+}
+
+func paxosHealthy(now tt.Interval) bool { return now.Latest != 0 && now.Valid() }
+
+func (g *Group) strongTS(req Request) {
+	ts, err := g.pickStrong(req.SingleGroup)
+	g.respond(Response{ID: req.ID, TS: ts, Err: err})
+}
+
+func (g *Group) staleRead(req Request) {
+	safe := g.SafeTime()
+	min := req.MinTS
+	if req.MaxStaleness > 0 && paxosHealthy(g.now) {
+		min = max(min, g.now.Latest.Add(-req.MaxStaleness))
+	}
+	ts := max(safe, min)
+	g.readAt(ReadTask{ID: req.ID, Key: req.Key, Start: req.Start, End: req.End, Limit: req.Limit, Reverse: req.Reverse, TS: ts})
+}
+
+func (g *Group) tickReads() {
+	if len(g.reads) == 0 {
+		return
+	}
+	safe := g.SafeTime()
+	kept := g.reads[:0]
+	var wantClose tt.Timestamp
+	for _, r := range g.reads {
+		switch {
+		case r.task.TS <= safe:
+			g.out.Reads = append(g.out.Reads, r.task)
+		case g.now.Earliest > r.deadline:
+			g.respond(Response{ID: r.task.ID, Err: fmt.Errorf("%w: safe time %d did not reach the read timestamp %d in %s",
+				ErrTimeout, safe, r.task.TS, g.cfg.ReadWait)})
+		default:
+			kept = append(kept, r)
+			wantClose = max(wantClose, r.task.TS)
+		}
+	}
+	g.reads = kept
+	if wantClose != 0 {
+		g.askClose(wantClose)
+	}
+}
+
+// ----------------------------------------------------------------------
+// Timers (leader)
+
+func (g *Group) tickLeader() {
+	now := g.now.Earliest
+	// Lock waits that ran out.
+	var expired []*waiter
+	kept := g.waits[:0]
+	for _, w := range g.waits {
+		if now > w.deadline {
+			expired = append(expired, w)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	g.waits = kept
+	for _, w := range expired {
+		reason := fmt.Sprintf("waited %s for locks at group %d", g.cfg.LockWait, g.id)
+		w.fail(aborted("%s", reason))
+		if t := g.txns[w.meta.ID]; t != nil && (t.status == stActive || t.status == stCommitting || t.status == stPreparing) {
+			g.abortTxn(t, reason)
+		}
+	}
+	// Abandoned transactions.
+	for _, id := range g.txnIDs() {
+		t := g.txns[id]
+		idle := now.Sub(t.lastActive)
+		switch {
+		case t.status == stActive && idle > g.cfg.TxnTimeout:
+			g.abortTxn(t, fmt.Sprintf("abandoned: idle for %s", idle.Round(time.Millisecond)))
+		case t.status == stAborted && idle > g.cfg.TxnTimeout:
+			delete(g.txns, id) // the tombstone served its purpose
+		}
+	}
+	// Coordinators: resend prepares, give up after the commit timeout.
+	for _, id := range g.coordIDs() {
+		c := g.coords[id]
+		if c.phase != cpVoting {
+			continue
+		}
+		if now > c.deadline {
+			g.abortCoord(c, fmt.Sprintf("no votes within %s", g.cfg.CommitTimeout))
+			continue
+		}
+		if now.Sub(c.lastSend) >= g.cfg.RetryInterval {
+			g.sendPrepares(c)
+		}
+	}
+	// Prepared participants ask the coordinator for the outcome.
+	for _, id := range g.preparedIDs() {
+		p := g.prepared[id]
+		if p.resolving || now.Sub(p.since) < g.cfg.QueryAfter || now.Sub(p.lastQuery) < g.cfg.RetryInterval {
+			continue
+		}
+		p.lastQuery = now
+		g.sendMsg(Msg{Type: MsgQuery, To: p.rec.coordinator, Txn: p.rec.txn})
+	}
+	g.retryWaiters()
+}
+
+func (g *Group) txnIDs() []TxnID {
+	ids := make([]TxnID, 0, len(g.txns))
+	for id := range g.txns {
+		ids = append(ids, id)
+	}
+	sortIDs(ids)
+	return ids
+}
+
+func (g *Group) coordIDs() []TxnID {
+	ids := make([]TxnID, 0, len(g.coords))
+	for id := range g.coords {
+		ids = append(ids, id)
+	}
+	sortIDs(ids)
+	return ids
+}
+
+func (g *Group) preparedIDs() []TxnID {
+	ids := make([]TxnID, 0, len(g.prepared))
+	for id := range g.prepared {
+		ids = append(ids, id)
+	}
+	sortIDs(ids)
+	return ids
+}
+
+// ----------------------------------------------------------------------
+// Ready / Advance
+
+// HasReady reports whether Ready would return anything.
+func (g *Group) HasReady() bool {
+	return g.r.HasReady() || len(g.out.Msgs) > 0 || len(g.out.Reads) > 0 || len(g.out.Responses) > 0 ||
+		len(g.out.Writes) > 0 || len(g.out.Meta) > 0
+}
+
+// Ready returns the pending work; see the Ready type for the contract.
+func (g *Group) Ready() Ready {
+	prd := g.r.Ready()
+	for _, a := range prd.Committed {
+		g.applyEntry(a)
+	}
+	// Leadership may have changed with this Ready's inputs; and applying
+	// may have made reads servable.
+	g.after()
+	g.tickReads()
+	rd := g.out
+	rd.Ready = prd
+	g.out = Ready{}
+	return rd
+}
+
+// Advance acknowledges rd.
+func (g *Group) Advance(rd Ready) {
+	g.r.Advance(rd.Ready)
+	g.after()
+}
+
+// NextWake returns when the group next wants a Tick (see paxos).
+func (g *Group) NextWake() tt.Timestamp {
+	w := g.r.NextWake()
+	soon := func(t tt.Timestamp) {
+		if t != 0 && (w == 0 || t < w) {
+			w = t
+		}
+	}
+	if len(g.reads) > 0 || len(g.waits) > 0 || len(g.coords) > 0 {
+		soon(g.now.Earliest.Add(10 * time.Millisecond))
+	}
+	if g.leading && (len(g.prepared) > 0 || len(g.txns) > 0) {
+		soon(g.now.Earliest.Add(g.cfg.RetryInterval))
+	}
+	return w
+}
+
+// Stats is a summary for status pages.
+type Stats struct {
+	Prepared, Active, Coordinating, LockWaiters, ReadWaiters, Locks int
+	SafeTime                                                        tt.Timestamp
+}
+
+// Stats returns the group's transaction-layer counters.
+func (g *Group) Stats() Stats {
+	return Stats{Prepared: len(g.prepared), Active: len(g.txns), Coordinating: len(g.coords),
+		LockWaiters: len(g.waits), ReadWaiters: len(g.reads), Locks: g.locks.count(), SafeTime: g.SafeTime()}
+}
