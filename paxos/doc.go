@@ -81,7 +81,10 @@
 //     entry applied after index i has a timestamp above t; t is at most its
 //     lease end - 1 and it raises its own next timestamp above t. A replica's
 //     t_safe_paxos (ApplyState.ClosedTS) is the highest promise whose index
-//     it has applied.
+//     it has applied with that leader's barrier among the applied entries
+//     (MaxProposer at least its ballot); a leader whose barrier was not
+//     chosen made its promises about a log that never was, and they are
+//     void.
 //  6. A replica whose clock is unhealthy neither votes, campaigns, leads nor
 //     assigns timestamps.
 //

@@ -30,9 +30,16 @@ type vote struct {
 	end    tt.Timestamp // binding until TT.after(end)
 }
 
+// closedPromise is a leader's closed-timestamp promise: every entry applied
+// after index has a timestamp above ts. It holds only if the leader's own
+// log up to index is what was chosen, i.e. if, once index is applied, the
+// highest applied proposer is at least ballot (the leader's barrier, at or
+// below index, was applied); otherwise later leaders may have chosen older
+// leaders' values there, and the promise is void.
 type closedPromise struct {
-	index uint64
-	ts    tt.Timestamp
+	index  uint64
+	ts     tt.Timestamp
+	ballot Ballot
 }
 
 // progress is the leader's view of one other replica.
@@ -477,7 +484,7 @@ func (r *Replica) handleAccept(m Message) {
 	}
 	r.updateContig()
 	if m.ClosedIndex > 0 {
-		r.addPromise(closedPromise{index: m.ClosedIndex, ts: m.ClosedTS})
+		r.addPromise(closedPromise{index: m.ClosedIndex, ts: m.ClosedTS, ballot: m.Ballot})
 	}
 	// Behind asks the leader to resend from our contiguous index: we saw a
 	// hole, or the leader has chosen slots we do not hold at its ballot.
@@ -495,14 +502,22 @@ func (r *Replica) addPromise(p closedPromise) {
 		return
 	}
 	if p.index <= r.applyNext.Index {
-		r.applyNext.ClosedTS = max(r.applyNext.ClosedTS, p.ts)
-		r.apply.ClosedTS = max(r.apply.ClosedTS, p.ts)
+		// Valid only if the promising leader's barrier was applied (see
+		// closedPromise): then every entry applied from now on is skipped,
+		// or comes from it (above ts) or from a later leader (above its
+		// lease end).
+		if !r.applyNext.MaxProposer.Less(p.ballot) {
+			r.applyNext.ClosedTS = max(r.applyNext.ClosedTS, p.ts)
+			r.apply.ClosedTS = max(r.apply.ClosedTS, p.ts)
+		}
 		return
 	}
 	i := sort.Search(len(r.promises), func(i int) bool { return r.promises[i].index >= p.index })
-	if i < len(r.promises) && r.promises[i].index == p.index {
-		r.promises[i].ts = max(r.promises[i].ts, p.ts)
-		return
+	for j := i; j < len(r.promises) && r.promises[j].index == p.index; j++ {
+		if r.promises[j].ballot == p.ballot {
+			r.promises[j].ts = max(r.promises[j].ts, p.ts)
+			return
+		}
 	}
 	r.promises = slices.Insert(r.promises, i, p)
 	if len(r.promises) > 1024 {
@@ -821,7 +836,7 @@ func (r *Replica) closeTimestamp() (tt.Timestamp, uint64) {
 	}
 	t = l.lastAssigned
 	if l.closed.ts < t || l.closed.index < r.log.last {
-		l.closed = closedPromise{index: r.log.last, ts: t}
+		l.closed = closedPromise{index: r.log.last, ts: t, ballot: l.ballot}
 		r.addPromise(l.closed)
 	}
 	return l.closed.ts, l.closed.index
@@ -1142,7 +1157,9 @@ func (r *Replica) Ready() Ready {
 	rd := Ready{}
 	if hs := r.hardState(); hs != r.prevHS {
 		rd.HardState = &hs
+		rd.MustSync = hs.Promised != r.prevHS.Promised || hs.Round != r.prevHS.Round
 	}
+	rd.MustSync = rd.MustSync || len(r.unstable) > 0
 	rd.Entries = r.unstable
 	rd.Messages = r.msgs
 	rd.Snapshots = r.snapReqs
@@ -1199,7 +1216,9 @@ func (r *Replica) buildApply() {
 		st.Index++
 		st.ClosedTS = max(st.ClosedTS, st.LastTS)
 		for len(r.promises) > 0 && r.promises[0].index <= st.Index {
-			st.ClosedTS = max(st.ClosedTS, r.promises[0].ts)
+			if !st.MaxProposer.Less(r.promises[0].ballot) { // else void: see closedPromise
+				st.ClosedTS = max(st.ClosedTS, r.promises[0].ts)
+			}
 			r.promises = r.promises[1:]
 		}
 		r.pendApply = append(r.pendApply, a)

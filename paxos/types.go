@@ -259,6 +259,10 @@ type Applied struct {
 // disk write overlaps its followers'.
 type Ready struct {
 	HardState *HardState
+	// MustSync is false when the only change to persist is the chosen
+	// index (which a restarted replica can learn again): the runtime may
+	// then write without an fsync.
+	MustSync  bool
 	Entries   []Entry
 	Messages  []Message
 	Committed []Applied
