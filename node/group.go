@@ -14,26 +14,20 @@ import (
 	"github.com/meridiandb/meridian/paxos"
 	"github.com/meridiandb/meridian/paxos/pebblestore"
 	"github.com/meridiandb/meridian/tt"
+	"github.com/meridiandb/meridian/txn"
+	"github.com/meridiandb/meridian/txn/txnkv"
 )
 
-// StateMachine is what a group's chosen log is applied to. Apply writes the
-// effects of ents into b (the runtime adds the apply state and commits b);
-// it runs on the group's goroutine. Span is the key range the group's MVCC
-// data lives in, which snapshots carry (with the group's meta records).
-// Restored is called after a snapshot replaced the state.
-type StateMachine interface {
-	Apply(b *kv.Batch, ents []paxos.Applied) error
-	Span() (start, end []byte)
-	Restored(st paxos.ApplyState) error
-}
-
-// GroupConfig describes one group hosted on a node.
+// GroupConfig describes one group's replica hosted on a node.
 type GroupConfig struct {
 	Group    uint64
 	Replica  paxos.ReplicaID            // this node's replica
 	Voters   []paxos.ReplicaID          // voting replicas
 	Learners []paxos.ReplicaID          // read-only replicas
 	Nodes    map[paxos.ReplicaID]NodeID // where each replica lives
+	// Start and End bound the group's keys (End nil: unbounded); snapshots
+	// carry that span.
+	Start, End []byte
 
 	Lease             time.Duration // default 10 s
 	HeartbeatInterval time.Duration // default Lease/10
@@ -42,61 +36,11 @@ type GroupConfig struct {
 	// it (default 10000); CompactKeep entries stay for lagging followers.
 	CompactAfter, CompactKeep int
 	// InboxSize bounds queued inbound messages (default 8192; beyond, they
-	// are dropped and Paxos resends). ProposalQueue bounds queued proposals
-	// (default 4096; beyond, Propose returns ErrBusy).
-	InboxSize, ProposalQueue int
-}
-
-// Result is the outcome of a proposal that was chosen and applied.
-type Result struct {
-	Index uint64
-	TS    tt.Timestamp
-	// Applied is when the entry was applied here (after commit wait for
-	// commit-wait entries); Chosen is when the leader learned it chosen.
-	Chosen, Applied time.Time
-}
-
-// ErrStopped is returned when the group has been stopped.
-var ErrStopped = errors.New("node: group stopped")
-
-// ErrBusy is returned when the proposal queue is full.
-var ErrBusy = errors.New("node: too many queued proposals")
-
-type proposal struct {
-	ctx        context.Context
-	data       []byte
-	minTS      tt.Timestamp
-	commitWait bool
-	idx        uint64
-	ts         tt.Timestamp
-	done       chan struct{}
-	res        Result
-	err        error
-}
-
-// Group runs one replica in its own goroutine.
-type Group struct {
-	cfg   GroupConfig
-	node  *Node
-	r     *paxos.Replica
-	store *pebblestore.Store
-	sm    StateMachine
-	log   *slog.Logger
-
-	inbox chan paxos.Message
-	props chan *proposal
-	calls chan func()
-	stop  chan struct{}
-	done  chan struct{}
-
-	waiting map[uint64]*proposal
-	status  atomic.Pointer[paxos.Status]
-	leader  atomic.Bool
-	stopped atomic.Bool
-	once    sync.Once
-
-	// Counters for status and benchmarks.
-	syncs, readies, dropped atomic.Uint64
+	// are dropped and resent). RequestQueue bounds queued client requests
+	// (default 4096; beyond, requests fail with ErrBusy).
+	InboxSize, RequestQueue int
+	// Txn tunes the transaction layer.
+	Txn txn.Config
 }
 
 func (c *GroupConfig) fill() {
@@ -118,12 +62,68 @@ func (c *GroupConfig) fill() {
 	if c.InboxSize <= 0 {
 		c.InboxSize = 8192
 	}
-	if c.ProposalQueue <= 0 {
-		c.ProposalQueue = 4096
+	if c.RequestQueue <= 0 {
+		c.RequestQueue = 4096
 	}
 }
 
-func newGroup(n *Node, cfg GroupConfig, sm StateMachine) (*Group, error) {
+// Reply is the answer to a request: the transaction layer's response, and
+// for reads the key-values read and the timestamp read at.
+type Reply struct {
+	txn.Response
+	KVs    []kv.KeyValue
+	ReadTS tt.Timestamp
+}
+
+// Errors of the runtime.
+var (
+	ErrStopped = errors.New("node: group stopped")
+	ErrBusy    = errors.New("node: too many queued requests")
+)
+
+type request struct {
+	req   txn.Request
+	reply chan Reply
+}
+
+// Group runs one replica (txn.Group over paxos.Replica) in its own
+// goroutine.
+type Group struct {
+	cfg   GroupConfig
+	node  *Node
+	t     *txn.Group
+	store *pebblestore.Store
+	log   *slog.Logger
+
+	paxosIn chan paxos.Message
+	txnIn   chan txn.Msg
+	reqs    chan request
+	calls   chan func()
+	stop    chan struct{}
+	done    chan struct{}
+
+	nextID  uint64
+	waiting map[uint64]chan Reply
+
+	status  atomic.Pointer[GroupStatus]
+	stopped atomic.Bool
+	once    sync.Once
+
+	// Counters for status and benchmarks.
+	syncs, readies, dropped atomic.Uint64
+}
+
+// GroupStatus is a snapshot of a hosted replica for status pages.
+type GroupStatus struct {
+	Group   uint64
+	Replica paxos.ReplicaID
+	Voter   bool
+	Paxos   paxos.Status
+	Txn     txn.Stats
+	Leader  paxos.ReplicaID
+}
+
+func newGroup(n *Node, cfg GroupConfig) (*Group, error) {
 	cfg.fill()
 	store := pebblestore.New(n.eng, cfg.Group)
 	st, err := store.Load()
@@ -139,71 +139,97 @@ func newGroup(n *Node, cfg GroupConfig, sm StateMachine) (*Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group %d: %w", cfg.Group, err)
 	}
+	recs, err := txnkv.Records(n.eng, cfg.Group)
+	if err != nil {
+		return nil, err
+	}
+	tcfg := cfg.Txn
+	tcfg.Start, tcfg.End = cfg.Start, cfg.End
+	tg, err := txn.NewGroup(cfg.Group, r, tcfg, recs)
+	if err != nil {
+		return nil, err
+	}
 	g := &Group{
-		cfg: cfg, node: n, r: r, store: store, sm: sm,
+		cfg: cfg, node: n, t: tg, store: store,
 		log:     n.log.With("group", cfg.Group, "replica", cfg.Replica),
-		inbox:   make(chan paxos.Message, cfg.InboxSize),
-		props:   make(chan *proposal, cfg.ProposalQueue),
+		paxosIn: make(chan paxos.Message, cfg.InboxSize),
+		txnIn:   make(chan txn.Msg, cfg.InboxSize),
+		reqs:    make(chan request, cfg.RequestQueue),
 		calls:   make(chan func(), 64),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
-		waiting: map[uint64]*proposal{},
+		waiting: map[uint64]chan Reply{},
 	}
-	s := r.Status()
-	g.status.Store(&s)
+	g.publish()
 	return g, nil
 }
 
 // ID returns the group ID.
 func (g *Group) ID() uint64 { return g.cfg.Group }
 
+// Config returns the group's configuration.
+func (g *Group) Config() GroupConfig { return g.cfg }
+
 // Status returns the replica's state as of its last loop iteration.
-func (g *Group) Status() paxos.Status { return *g.status.Load() }
+func (g *Group) Status() GroupStatus { return *g.status.Load() }
 
 // IsLeader reports whether this replica led at its last loop iteration.
-func (g *Group) IsLeader() bool { return g.leader.Load() }
+func (g *Group) IsLeader() bool { return g.status.Load().Paxos.Role == "leader" }
 
-// deliver queues an inbound message, dropping it when the inbox is full.
-func (g *Group) deliver(m paxos.Message) {
+func (g *Group) publish() {
+	r := g.t.Replica()
+	st := GroupStatus{Group: g.cfg.Group, Replica: g.cfg.Replica, Paxos: r.Status(), Txn: g.t.Stats(), Leader: r.LeaderHint()}
+	for _, v := range g.cfg.Voters {
+		if v == g.cfg.Replica {
+			st.Voter = true
+		}
+	}
+	g.status.Store(&st)
+}
+
+func (g *Group) deliverPaxos(m paxos.Message) {
 	select {
-	case g.inbox <- m:
+	case g.paxosIn <- m:
 	default:
 		g.dropped.Add(1)
 	}
 }
 
-// Propose replicates data through the group and returns once it is chosen
-// and applied here (after commit wait when commitWait is set). It fails
-// with a *paxos.NotLeaderError at followers, ErrBusy when the queue is
-// full, paxos.ErrDropped when another value took the slot, or the
-// context's error.
-func (g *Group) Propose(ctx context.Context, data []byte, minTS tt.Timestamp, commitWait bool) (Result, error) {
-	if g.stopped.Load() {
-		return Result{}, ErrStopped
-	}
-	p := &proposal{ctx: ctx, data: data, minTS: minTS, commitWait: commitWait, done: make(chan struct{})}
+func (g *Group) deliverTxn(m txn.Msg) {
 	select {
-	case g.props <- p:
+	case g.txnIn <- m:
 	default:
-		return Result{}, ErrBusy
-	}
-	select {
-	case <-p.done:
-		return p.res, p.err
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	case <-g.done:
-		return Result{}, ErrStopped
+		g.dropped.Add(1)
 	}
 }
 
-// Do runs fn on the group's goroutine with the replica and the current
-// clock reading, and waits for it: the way callers read replica state
-// consistently (e.g. lease-holder reads).
-func (g *Group) Do(ctx context.Context, fn func(r *paxos.Replica, now tt.Interval)) error {
+// Do hands a request to the group and waits for its reply.
+func (g *Group) Do(ctx context.Context, req txn.Request) (Reply, error) {
+	if g.stopped.Load() {
+		return Reply{}, ErrStopped
+	}
+	r := request{req: req, reply: make(chan Reply, 1)}
+	select {
+	case g.reqs <- r:
+	default:
+		return Reply{}, fmt.Errorf("%w: %d waiting at group %d", ErrBusy, len(g.reqs), g.cfg.Group)
+	}
+	select {
+	case rep := <-r.reply:
+		return rep, nil
+	case <-ctx.Done():
+		return Reply{}, ctx.Err()
+	case <-g.done:
+		return Reply{}, ErrStopped
+	}
+}
+
+// Call runs fn on the group's goroutine with the transaction group and the
+// clock reading, and waits for it.
+func (g *Group) Call(ctx context.Context, fn func(t *txn.Group, now tt.Interval)) error {
 	done := make(chan struct{})
 	call := func() {
-		fn(g.r, g.now())
+		fn(g.t, g.now())
 		close(done)
 	}
 	select {
@@ -241,11 +267,13 @@ func (g *Group) run() {
 			g.failAll(ErrStopped)
 			return
 		case <-timer.C:
-			g.r.Tick(g.now())
-		case m := <-g.inbox:
+			g.t.Tick(g.now())
+		case m := <-g.paxosIn:
 			g.step(m)
-		case p := <-g.props:
-			g.propose(p)
+		case m := <-g.txnIn:
+			g.t.Receive(g.now(), m)
+		case r := <-g.reqs:
+			g.handle(r)
 		case fn := <-g.calls:
 			fn()
 		}
@@ -253,23 +281,23 @@ func (g *Group) run() {
 		g.drain()
 		if err := g.handleReady(); err != nil {
 			g.log.Error("group stopped: storage failed", "err", err)
-			g.failAll(err)
 			g.stopped.Store(true)
+			g.failAll(err)
 			return
 		}
 		timer.Reset(g.sleep())
 	}
 }
 
-// drain takes every queued input without blocking (bounded, so the timer
-// still gets its turn).
 func (g *Group) drain() {
 	for i := 0; i < 4096; i++ {
 		select {
-		case m := <-g.inbox:
+		case m := <-g.paxosIn:
 			g.step(m)
-		case p := <-g.props:
-			g.propose(p)
+		case m := <-g.txnIn:
+			g.t.Receive(g.now(), m)
+		case r := <-g.reqs:
+			g.handle(r)
 		case fn := <-g.calls:
 			fn()
 		default:
@@ -278,28 +306,28 @@ func (g *Group) drain() {
 	}
 }
 
-func (g *Group) propose(p *proposal) {
-	if p.ctx.Err() != nil {
-		p.err = p.ctx.Err()
-		close(p.done)
+func (g *Group) handle(r request) {
+	g.nextID++
+	r.req.ID = g.nextID
+	g.waiting[r.req.ID] = r.reply
+	g.t.Handle(g.now(), r.req)
+}
+
+func (g *Group) reply(id uint64, rep Reply) {
+	ch := g.waiting[id]
+	if ch == nil {
 		return
 	}
-	idx, ts, err := g.r.Propose(g.now(), p.data, p.minTS, p.commitWait)
-	if err != nil {
-		p.err = err
-		close(p.done)
-		return
-	}
-	p.idx, p.ts = idx, ts
-	g.waiting[idx] = p
+	delete(g.waiting, id)
+	ch <- rep
 }
 
 // sleep returns how long to wait before the next tick: until the clock's
-// earliest reaches the replica's wake time, capped so health changes and
+// earliest reaches the group's wake time, capped so health changes and
 // lost timers are noticed.
 func (g *Group) sleep() time.Duration {
 	const maxSleep = 50 * time.Millisecond
-	w := g.r.NextWake()
+	w := g.t.NextWake()
 	if w == 0 {
 		return maxSleep
 	}
@@ -314,32 +342,34 @@ func (g *Group) sleep() time.Duration {
 	return min(d, maxSleep)
 }
 
-// handleReady runs the Ready contract until the replica has nothing more.
+// handleReady runs the txn.Ready contract until the group has nothing more.
 func (g *Group) handleReady() error {
-	for g.r.HasReady() {
-		rd := g.r.Ready()
+	for g.t.HasReady() {
+		rd := g.t.Ready()
 		g.readies.Add(1)
 		// A leader's Accepts go out first: followers' fsyncs overlap ours.
 		early, late := splitEarly(rd.Messages)
-		g.node.send(early)
-		if rd.HardState != nil || len(rd.Entries) > 0 {
-			b := g.node.eng.NewBatch()
-			if err := g.store.SaveReady(b, &rd); err != nil {
-				b.Close()
-				return err
-			}
-			if err := b.Commit(true); err != nil {
-				return err
-			}
+		g.node.sendPaxos(g, early)
+		synced, err := txnkv.PersistPaxos(g.node.eng, g.store, &rd)
+		if err != nil {
+			return err
+		}
+		if synced {
 			g.syncs.Add(1)
 		}
-		g.node.send(late)
-		if len(rd.Committed) > 0 {
-			if err := g.apply(rd.Committed, rd.ApplyState); err != nil {
-				return err
-			}
+		g.node.sendPaxos(g, late)
+		if err := txnkv.Apply(g.node.eng, g.store, g.cfg.Group, &rd); err != nil {
+			return err
 		}
-		st := g.r.Status().Applied
+		g.node.sendTxn(g, rd.Msgs)
+		for _, task := range rd.Reads {
+			kvs, err := txnkv.Read(g.node.eng, task)
+			g.reply(task.ID, Reply{Response: txn.Response{ID: task.ID, Err: err, Priority: task.Priority}, KVs: kvs, ReadTS: task.TS})
+		}
+		for _, resp := range rd.Responses {
+			g.reply(resp.ID, Reply{Response: resp})
+		}
+		st := g.t.Replica().Status().Applied
 		if len(rd.Committed) > 0 {
 			st = rd.ApplyState
 		}
@@ -349,76 +379,58 @@ func (g *Group) handleReady() error {
 		if rd.Lease != nil {
 			g.log.Debug("lease", "ballot", rd.Lease.Ballot, "end", rd.Lease.End, "holding", rd.Lease.Holding)
 		}
-		g.r.Advance(rd)
+		g.t.Advance(rd)
+		if err := g.maybeCompact(st); err != nil {
+			return err
+		}
 	}
-	s := g.r.Status()
-	g.status.Store(&s)
-	if lead := g.r.IsLeader(); lead != g.leader.Load() {
-		g.leader.Store(lead)
-		g.log.Info("leadership changed", "leader", lead, "ballot", s.Promised)
+	wasLeader := g.IsLeader()
+	g.publish()
+	if lead := g.IsLeader(); lead != wasLeader {
+		g.log.Info("leadership changed", "leader", lead, "ballot", g.Status().Paxos.Promised)
 	}
 	return nil
 }
 
-func (g *Group) apply(ents []paxos.Applied, st paxos.ApplyState) error {
-	b := g.node.eng.NewBatch()
-	if g.sm != nil {
-		if err := g.sm.Apply(b, ents); err != nil {
-			b.Close()
-			return fmt.Errorf("apply: %w", err)
-		}
+func (g *Group) maybeCompact(st paxos.ApplyState) error {
+	r := g.t.Replica()
+	if st.Index < r.FirstIndex()+uint64(g.cfg.CompactAfter) {
+		return nil
 	}
-	if err := g.store.SaveApplyState(b, st); err != nil {
+	before := st.Index - uint64(g.cfg.CompactKeep) + 1
+	b := g.node.eng.NewBatch()
+	if err := g.store.Truncate(b, before); err != nil {
 		b.Close()
 		return err
 	}
-	// Unsynced: the entries are durable in the log; a crash replays them.
-	if err := b.Commit(false); err != nil {
+	// Synced: it also makes every earlier (unsynced) apply batch durable.
+	if err := b.Commit(true); err != nil {
 		return err
 	}
-	now := time.Now()
-	for _, a := range ents {
-		p := g.waiting[a.Index]
-		if p == nil {
-			continue
-		}
-		delete(g.waiting, a.Index)
-		if a.Skipped || a.TS != p.ts || a.Type != paxos.EntryNormal {
-			p.err = paxos.ErrDropped
+	return r.Compact(before - 1)
+}
+
+// splitEarly separates the messages that may leave before the persist.
+func splitEarly(msgs []paxos.Message) (early, late []paxos.Message) {
+	for _, m := range msgs {
+		if paxos.SendBeforePersist(m) {
+			early = append(early, m)
 		} else {
-			p.res = Result{Index: a.Index, TS: a.TS, Applied: now}
-		}
-		close(p.done)
-	}
-	if st.Index >= g.r.FirstIndex()+uint64(g.cfg.CompactAfter) {
-		before := st.Index - uint64(g.cfg.CompactKeep) + 1
-		tb := g.node.eng.NewBatch()
-		if err := g.store.Truncate(tb, before); err != nil {
-			tb.Close()
-			return err
-		}
-		// Synced: it also makes every earlier apply batch durable.
-		if err := tb.Commit(true); err != nil {
-			return err
-		}
-		if err := g.r.Compact(before - 1); err != nil {
-			return err
+			late = append(late, m)
 		}
 	}
-	return nil
+	return early, late
 }
 
 func (g *Group) failAll(err error) {
-	for idx, p := range g.waiting {
-		p.err = err
-		close(p.done)
-		delete(g.waiting, idx)
+	for id, ch := range g.waiting {
+		ch <- Reply{Response: txn.Response{ID: id, Err: err}}
+		delete(g.waiting, id)
 	}
 	for {
 		select {
-		case p := <-g.props:
-			p.err = err
-			close(p.done)
+		case r := <-g.reqs:
+			r.reply <- Reply{Response: txn.Response{Err: err}}
 		default:
 			return
 		}
@@ -432,75 +444,62 @@ func (g *Group) step(m paxos.Message) {
 		}
 		return
 	}
-	g.r.Step(g.now(), m)
+	g.t.Step(g.now(), m)
 }
 
-// sendSnapshot ships the state machine at st (just applied, so the engine
-// holds exactly that state) to a replica whose entries were truncated.
+// sendSnapshot ships the state at st (just applied, so the engine holds
+// exactly that state) to a replica whose entries were truncated.
 func (g *Group) sendSnapshot(to paxos.ReplicaID, st paxos.ApplyState) {
-	if g.sm == nil {
-		g.r.ReportSnapshot(to, false)
-		return
-	}
+	r := g.t.Replica()
 	snap := g.node.eng.NewSnapshot()
 	defer snap.Close()
-	start, end := g.sm.Span()
-	payload, err := g.store.ExportSnapshot(snap, start, end, st)
+	payload, err := g.store.ExportSnapshot(snap, g.cfg.Start, g.cfg.End, st)
 	if err != nil {
 		g.log.Warn("snapshot export failed", "to", to, "err", err)
-		g.r.ReportSnapshot(to, false)
+		r.ReportSnapshot(to, false)
 		return
 	}
 	g.log.Info("sending snapshot", "to", to, "index", st.Index, "bytes", len(payload))
-	s := g.r.Status()
-	g.node.send([]paxos.Message{{Type: paxos.MsgSnapshot, Group: g.cfg.Group, From: g.cfg.Replica, To: to,
-		Ballot: s.Promised, Index: st.Index, Snapshot: st, Payload: payload}})
-	g.r.ReportSnapshot(to, true)
+	g.node.sendPaxos(g, []paxos.Message{{Type: paxos.MsgSnapshot, Group: g.cfg.Group, From: g.cfg.Replica, To: to,
+		Ballot: r.Status().Promised, Index: st.Index, Snapshot: st, Payload: payload}})
+	r.ReportSnapshot(to, true)
 }
 
 func (g *Group) installSnapshot(m paxos.Message) error {
-	if g.sm == nil {
-		return errors.New("no state machine")
-	}
 	st, err := pebblestore.SnapshotState(m.Payload)
 	if err != nil {
 		return err
 	}
-	cur := g.r.Status()
+	r := g.t.Replica()
+	cur := r.Status()
 	if st.Index <= cur.Chosen || st.Index <= cur.Applied.Index {
 		return nil // stale: we already have it
 	}
-	start, end := g.sm.Span()
 	b := g.node.eng.NewBatch()
-	st, horizon, err := g.store.InstallSnapshot(b, start, end, m.Payload)
-	if err != nil {
+	if _, _, err := g.store.InstallSnapshot(b, g.cfg.Start, g.cfg.End, m.Payload); err != nil {
 		b.Close()
 		return err
 	}
 	if err := b.Commit(true); err != nil {
 		return err
 	}
-	if horizon > g.node.eng.GCHorizon() {
-		if err := g.node.eng.SetGCHorizon(horizon); err != nil {
-			return err
-		}
-	}
-	if err := g.sm.Restored(st); err != nil {
+	recs, err := txnkv.Records(g.node.eng, g.cfg.Group)
+	if err != nil {
 		return err
 	}
-	g.r.RestoreSnapshot(g.now(), st, m.From, m.Ballot)
+	if err := g.t.Restore(recs); err != nil {
+		return err
+	}
+	r.RestoreSnapshot(g.now(), st, m.From, m.Ballot)
 	g.log.Info("installed snapshot", "from", m.From, "index", st.Index)
 	return nil
 }
 
-// splitEarly separates the messages that may leave before the persist.
-func splitEarly(msgs []paxos.Message) (early, late []paxos.Message) {
-	for _, m := range msgs {
-		if paxos.SendBeforePersist(m) {
-			early = append(early, m)
-		} else {
-			late = append(late, m)
-		}
-	}
-	return early, late
+// Stop stops the group's goroutine; waiting requests fail with ErrStopped.
+func (g *Group) Stop() {
+	g.once.Do(func() {
+		g.stopped.Store(true)
+		close(g.stop)
+	})
+	<-g.done
 }

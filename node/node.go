@@ -1,35 +1,46 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/meridiandb/meridian/kv"
 	"github.com/meridiandb/meridian/paxos"
 	"github.com/meridiandb/meridian/tt"
+	"github.com/meridiandb/meridian/txn"
 )
 
 // Config configures a node.
 type Config struct {
 	ID        NodeID
+	Region    string
 	Engine    *kv.Engine
 	Clock     tt.Clock
 	Transport Transport
 	Logger    *slog.Logger
 }
 
-// Node hosts replicas of many groups on one Pebble engine.
+// Node hosts replicas of many groups on one Pebble engine and routes
+// messages between them and the transport.
 type Node struct {
-	id    NodeID
-	eng   *kv.Engine
-	clock tt.Clock
-	tr    Transport
-	log   *slog.Logger
+	id     NodeID
+	region string
+	eng    *kv.Engine
+	clock  tt.Clock
+	tr     Transport
+	log    *slog.Logger
 
-	mu     sync.RWMutex
-	groups map[uint64]*Group
+	mu        sync.RWMutex
+	groups    map[uint64]*Group
+	leaders   map[uint64]NodeID // group → the node this node believes leads it
+	placement *Placement
+	draining  bool
 }
 
 // New returns a node with no groups.
@@ -40,12 +51,15 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Node{id: cfg.ID, eng: cfg.Engine, clock: cfg.Clock, tr: cfg.Transport,
-		log: cfg.Logger.With("node", cfg.ID), groups: map[uint64]*Group{}}, nil
+	return &Node{id: cfg.ID, region: cfg.Region, eng: cfg.Engine, clock: cfg.Clock, tr: cfg.Transport,
+		log: cfg.Logger.With("node", cfg.ID), groups: map[uint64]*Group{}, leaders: map[uint64]NodeID{}}, nil
 }
 
 // ID returns the node's ID.
 func (n *Node) ID() NodeID { return n.id }
+
+// Region returns the node's region.
+func (n *Node) Region() string { return n.region }
 
 // Engine returns the node's storage engine.
 func (n *Node) Engine() *kv.Engine { return n.eng }
@@ -53,8 +67,15 @@ func (n *Node) Engine() *kv.Engine { return n.eng }
 // Clock returns the node's interval clock.
 func (n *Node) Clock() tt.Clock { return n.clock }
 
+// Draining reports whether the node is shutting down.
+func (n *Node) Draining() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.draining
+}
+
 // AddGroup starts hosting a replica of a group, restored from Pebble.
-func (n *Node) AddGroup(cfg GroupConfig, sm StateMachine) (*Group, error) {
+func (n *Node) AddGroup(cfg GroupConfig) (*Group, error) {
 	if cfg.Nodes[cfg.Replica] != n.id {
 		return nil, fmt.Errorf("node %d: replica %d of group %d is placed on node %d", n.id, cfg.Replica, cfg.Group, cfg.Nodes[cfg.Replica])
 	}
@@ -63,7 +84,7 @@ func (n *Node) AddGroup(cfg GroupConfig, sm StateMachine) (*Group, error) {
 	if _, ok := n.groups[cfg.Group]; ok {
 		return nil, fmt.Errorf("node %d: group %d already hosted", n.id, cfg.Group)
 	}
-	g, err := newGroup(n, cfg, sm)
+	g, err := newGroup(n, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +100,7 @@ func (n *Node) Group(id uint64) *Group {
 	return n.groups[id]
 }
 
-// Groups returns every hosted group.
+// Groups returns every hosted group, by ID.
 func (n *Node) Groups() []*Group {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
@@ -87,42 +108,163 @@ func (n *Node) Groups() []*Group {
 	for _, g := range n.groups {
 		out = append(out, g)
 	}
+	slices.SortFunc(out, func(a, b *Group) int { return int(a.cfg.Group) - int(b.cfg.Group) })
 	return out
 }
 
-// Deliver routes inbound messages to their groups (Receiver).
-func (n *Node) Deliver(msgs []paxos.Message) {
+// DeliverPaxos routes inbound Paxos messages to their groups.
+func (n *Node) DeliverPaxos(msgs []paxos.Message) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for _, m := range msgs {
 		if g := n.groups[m.Group]; g != nil {
-			g.deliver(m)
+			g.deliverPaxos(m)
 		}
 	}
 }
 
-// send routes outbound messages by the group's placement, batching per
-// destination node.
-func (n *Node) send(msgs []paxos.Message) {
+// DeliverTxn routes inbound transaction messages to the local replica of
+// their destination group, and learns from them: every message but a close
+// request comes from the leader of its sending group.
+func (n *Node) DeliverTxn(from NodeID, msgs []txn.Msg) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, m := range msgs {
+		if m.Type != txn.MsgCloseRequest && from != 0 {
+			n.leaders[m.From] = from
+		}
+		if g := n.groups[m.To]; g != nil {
+			g.deliverTxn(m)
+		}
+	}
+}
+
+// sendPaxos routes a group's outbound messages by its placement, one batch
+// per destination node.
+func (n *Node) sendPaxos(g *Group, msgs []paxos.Message) {
 	if len(msgs) == 0 {
 		return
 	}
-	byNode := map[NodeID][]paxos.Message{}
-	n.mu.RLock()
-	for _, m := range msgs {
-		g := n.groups[m.Group]
-		if g == nil {
-			continue
+	if len(msgs) == 1 {
+		if to, ok := g.cfg.Nodes[msgs[0].To]; ok {
+			n.tr.SendPaxos(to, msgs)
 		}
-		to, ok := g.cfg.Nodes[m.To]
-		if !ok {
-			continue
-		}
-		byNode[to] = append(byNode[to], m)
+		return
 	}
-	n.mu.RUnlock()
+	byNode := map[NodeID][]paxos.Message{}
+	for _, m := range msgs {
+		if to, ok := g.cfg.Nodes[m.To]; ok {
+			byNode[to] = append(byNode[to], m)
+		}
+	}
 	for to, ms := range byNode {
-		n.tr.Send(to, ms)
+		n.tr.SendPaxos(to, ms)
+	}
+}
+
+// sendTxn routes transaction messages to the node believed to lead each
+// destination group.
+func (n *Node) sendTxn(from *Group, msgs []txn.Msg) {
+	for _, m := range msgs {
+		to := n.LeaderNode(m.To)
+		if to == 0 {
+			continue
+		}
+		n.tr.SendTxn(n.id, to, []txn.Msg{m})
+	}
+}
+
+// LeaderNode returns the node this node believes leads group (0 if it has
+// no idea): its own replica's view when it hosts one, else what it learned.
+func (n *Node) LeaderNode(group uint64) NodeID {
+	n.mu.RLock()
+	g := n.groups[group]
+	cached := n.leaders[group]
+	n.mu.RUnlock()
+	if g != nil {
+		st := g.Status()
+		if st.Leader != 0 {
+			if node, ok := g.cfg.Nodes[st.Leader]; ok {
+				return node
+			}
+		}
+	}
+	if cached != 0 {
+		return cached
+	}
+	// Nothing known: try one of the group's voters; a wrong guess is
+	// dropped there and the sender's retry guesses again.
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.placement != nil {
+		if sh, ok := n.placement.Shard(group); ok {
+			var voters []NodeID
+			for _, r := range sh.Replicas {
+				if r.Voter {
+					voters = append(voters, r.Node)
+				}
+			}
+			if len(voters) > 0 {
+				return voters[rand.IntN(len(voters))]
+			}
+		}
+	}
+	return 0
+}
+
+// SetPlacement tells the node the cluster's placement, for routing to
+// groups it does not host.
+func (n *Node) SetPlacement(p Placement) {
+	n.mu.Lock()
+	n.placement = &p
+	n.mu.Unlock()
+}
+
+// SetLeader records that node leads group (learned from a reply or a
+// message).
+func (n *Node) SetLeader(group uint64, node NodeID) {
+	n.mu.Lock()
+	n.leaders[group] = node
+	n.mu.Unlock()
+}
+
+// Drain hands off leadership where it can and waits (bounded by ctx) until
+// no local replica leads, then marks the node draining. Each leader waits
+// until TT.after of the last timestamp it assigned before it releases its
+// lease votes, and names another voter to take over.
+func (n *Node) Drain(ctx context.Context) {
+	n.mu.Lock()
+	n.draining = true
+	n.mu.Unlock()
+	for _, g := range n.Groups() {
+		if !g.IsLeader() {
+			continue
+		}
+		target := paxos.ReplicaID(0)
+		for _, v := range g.cfg.Voters {
+			if v != g.cfg.Replica {
+				target = v
+				break
+			}
+		}
+		_ = g.Call(ctx, func(t *txn.Group, now tt.Interval) {
+			if err := t.Replica().Abdicate(now, target); err == nil {
+				n.log.Info("abdicating", "group", g.cfg.Group, "to", target)
+			}
+		})
+	}
+	for ctx.Err() == nil {
+		leading := false
+		for _, g := range n.Groups() {
+			leading = leading || g.IsLeader()
+		}
+		if !leading {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
@@ -139,13 +281,4 @@ func (n *Node) Stop() {
 	for _, g := range gs {
 		g.Stop()
 	}
-}
-
-// Stop stops the group's goroutine and fails waiting proposals.
-func (g *Group) Stop() {
-	g.once.Do(func() {
-		g.stopped.Store(true)
-		close(g.stop)
-	})
-	<-g.done
 }

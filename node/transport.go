@@ -1,30 +1,34 @@
 package node
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/meridiandb/meridian/paxos"
+	"github.com/meridiandb/meridian/txn"
 )
 
 // NodeID names a node of the cluster.
 type NodeID uint64
 
-// Transport carries Paxos messages between nodes. Send must not block for
-// long: it may drop messages (Paxos retries), never reorder them into
-// corruption. Implementations: MemTransport (in-process) and the gRPC
-// transport in rpc.
+// Transport carries messages between nodes. Sends must not block for
+// long; they may drop (Paxos resends, two-phase commit retries and
+// queries), and deliver in order per destination when they deliver. The
+// gRPC transport lives in rpc; MemTransport connects nodes of one process.
 type Transport interface {
-	Send(to NodeID, msgs []paxos.Message)
+	SendPaxos(to NodeID, msgs []paxos.Message)
+	// SendTxn sends transaction messages from node from (the caller).
+	SendTxn(from, to NodeID, msgs []txn.Msg)
 }
 
 // Receiver is what a transport delivers inbound messages to (a *Node).
 type Receiver interface {
-	Deliver(msgs []paxos.Message)
+	DeliverPaxos(msgs []paxos.Message)
+	// DeliverTxn hands over transaction messages sent by node from.
+	DeliverTxn(from NodeID, msgs []txn.Msg)
 }
 
-// MemTransport connects nodes of one process. Nodes register under their
-// IDs; a node can be disconnected to simulate a crash or partition.
+// MemTransport connects nodes of one process. A node can be marked down to
+// drop everything sent to it.
 type MemTransport struct {
 	mu    sync.RWMutex
 	nodes map[NodeID]Receiver
@@ -58,21 +62,22 @@ func (t *MemTransport) SetDown(id NodeID, down bool) {
 	t.down[id] = down
 }
 
-// ErrUnknownNode is returned when no node is registered under an ID.
-var ErrUnknownNode = errors.New("node: unknown node")
-
-// Send delivers msgs to node to, synchronously into its inboxes (which
-// never block: full inboxes drop).
-func (t *MemTransport) Send(to NodeID, msgs []paxos.Message) {
+func (t *MemTransport) get(to NodeID) Receiver {
 	t.mu.RLock()
-	r := t.nodes[to]
-	down := t.down[to]
-	t.mu.RUnlock()
-	if r == nil || down || len(msgs) == 0 {
+	defer t.mu.RUnlock()
+	if t.down[to] {
+		return nil
+	}
+	return t.nodes[to]
+}
+
+// SendPaxos delivers msgs to node to (copying entries out of the sender's
+// buffers).
+func (t *MemTransport) SendPaxos(to NodeID, msgs []paxos.Message) {
+	r := t.get(to)
+	if r == nil || len(msgs) == 0 {
 		return
 	}
-	// The receiver owns what it is given: copy entry data out of the
-	// sender's buffers.
 	cp := make([]paxos.Message, len(msgs))
 	for i, m := range msgs {
 		if len(m.Entries) > 0 {
@@ -80,5 +85,14 @@ func (t *MemTransport) Send(to NodeID, msgs []paxos.Message) {
 		}
 		cp[i] = m
 	}
-	r.Deliver(cp)
+	r.DeliverPaxos(cp)
+}
+
+// SendTxn delivers transaction messages to node to.
+func (t *MemTransport) SendTxn(from, to NodeID, msgs []txn.Msg) {
+	r := t.get(to)
+	if r == nil || len(msgs) == 0 {
+		return
+	}
+	r.DeliverTxn(from, append([]txn.Msg(nil), msgs...))
 }

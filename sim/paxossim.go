@@ -438,7 +438,7 @@ func (s *paxosSim) process(p *prep) {
 			s.violation("node %d: save ready: %v", n.id, err)
 		}
 		if !b.Empty() {
-			if err := b.Commit(true); err != nil {
+			if err := b.Commit(rd.MustSync); err != nil {
 				s.violation("node %d: persist: %v", n.id, err)
 			}
 		} else {

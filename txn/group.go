@@ -1,6 +1,8 @@
 package txn
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -110,6 +112,7 @@ type Group struct {
 	props    map[uint64]*prop
 	prepared map[TxnID]*prepared
 	outcomes map[TxnID]outcome
+	outcomeQ []queuedOutcome // outcomes in the order recorded, for expiry
 	reads    []*pendingRead
 
 	leading    bool
@@ -138,6 +141,7 @@ func NewGroup(id uint64, r *paxos.Replica, cfg Config, records [][2][]byte) (*Gr
 func (g *Group) Restore(records [][2][]byte) error {
 	g.prepared = map[TxnID]*prepared{}
 	g.outcomes = map[TxnID]outcome{}
+	g.outcomeQ = nil
 	for _, kv := range records {
 		name, val := kv[0], kv[1]
 		switch {
@@ -157,8 +161,10 @@ func (g *Group) Restore(records [][2][]byte) error {
 				return fmt.Errorf("txn: group %d: outcome %s: %w", g.id, id, err)
 			}
 			g.outcomes[id] = o
+			g.outcomeQ = append(g.outcomeQ, queuedOutcome{id: id, ts: o.ts})
 		}
 	}
+	slices.SortFunc(g.outcomeQ, func(a, b queuedOutcome) int { return cmp.Compare(a.ts, b.ts) })
 	if g.leading {
 		g.loseLeadership()
 	}
@@ -365,6 +371,11 @@ func (g *Group) abortTxn(t *txnState, reason string) {
 	}
 	t.status = stAborted
 	t.reason = reason
+	// The tombstone lives TxnTimeout from now, not from the last request:
+	// an abandoned transaction was already idle that long, and would
+	// otherwise lose its tombstone at the next tick and carry on, its
+	// read locks gone, as a fresh transaction.
+	t.lastActive = g.now.Earliest
 	g.locks.release(t.meta.ID)
 	var failed []*waiter
 	kept := g.waits[:0]
@@ -487,6 +498,10 @@ func (g *Group) lockingRead(req Request) {
 	}
 	var lr lockReq
 	if req.Key != nil {
+		if !g.inSpan(req.Key) {
+			g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: key %q is outside group %d's range", ErrInvalid, req.Key, g.id)})
+			return
+		}
 		lr = lockReq{keys: []string{string(req.Key)}}
 	} else {
 		lr = lockReq{span: &keySpan{start: req.Start, end: req.End}}
@@ -512,6 +527,32 @@ func (g *Group) rollback(req Request) {
 	g.respond(Response{ID: req.ID})
 }
 
+// validWrites checks a group's writes against the limits (and, for this
+// group's own writes, its key range), so that no committed record can fail
+// to apply.
+func (g *Group) validWrites(ws []Mutation, own bool) error {
+	if len(ws) > g.cfg.MaxWrites {
+		return fmt.Errorf("%w: %d writes, limit %d", ErrInvalid, len(ws), g.cfg.MaxWrites)
+	}
+	for _, w := range ws {
+		switch {
+		case len(w.Key) == 0:
+			return fmt.Errorf("%w: empty key", ErrInvalid)
+		case len(w.Key) > g.cfg.MaxKeySize:
+			return fmt.Errorf("%w: key of %d bytes, limit %d", ErrInvalid, len(w.Key), g.cfg.MaxKeySize)
+		case len(w.Value) > g.cfg.MaxValueSize:
+			return fmt.Errorf("%w: value of %d bytes, limit %d", ErrInvalid, len(w.Value), g.cfg.MaxValueSize)
+		case own && !g.inSpan(w.Key):
+			return fmt.Errorf("%w: key %q is outside group %d's range", ErrInvalid, w.Key, g.id)
+		}
+	}
+	return nil
+}
+
+func (g *Group) inSpan(k []byte) bool {
+	return (g.cfg.Start == nil || bytes.Compare(k, g.cfg.Start) >= 0) && (g.cfg.End == nil || bytes.Compare(k, g.cfg.End) < 0)
+}
+
 func writeKeys(ws []Mutation) []string {
 	ks := make([]string, 0, len(ws))
 	for _, w := range ws {
@@ -534,8 +575,8 @@ func (g *Group) commit(req Request) {
 		} else {
 			others++
 		}
-		if len(p.Writes) > g.cfg.MaxWrites {
-			g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: %d writes at group %d, limit %d", ErrInvalid, len(p.Writes), p.Group, g.cfg.MaxWrites)})
+		if err := g.validWrites(p.Writes, p.Group == g.id); err != nil {
+			g.respond(Response{ID: req.ID, Err: fmt.Errorf("group %d: %w", p.Group, err)})
 			return
 		}
 	}
@@ -746,8 +787,8 @@ func (g *Group) onPrepare(m Msg) {
 		g.sendMsg(Msg{Type: MsgVote, To: m.Coordinator, Txn: m.Txn, OK: false})
 		_ = reason
 	}
-	if len(m.Writes) > g.cfg.MaxWrites {
-		no("too many writes")
+	if err := g.validWrites(m.Writes, true); err != nil {
+		no(err.Error())
 		return
 	}
 	t := g.txns[id]
@@ -923,20 +964,26 @@ func (g *Group) applyWrites(ws []Mutation, ts tt.Timestamp) {
 
 func (g *Group) putOutcome(id TxnID, o outcome) {
 	g.outcomes[id] = o
+	g.outcomeQ = append(g.outcomeQ, queuedOutcome{id: id, ts: o.ts})
 	g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeName(id), Value: o.marshal()})
 }
 
-// expireOutcomes drops outcome records far below the applied timestamp. It
-// depends only on the log, so every replica drops the same ones.
+type queuedOutcome struct {
+	id TxnID
+	ts tt.Timestamp
+}
+
+// expireOutcomes drops outcome records far below the applied timestamp, in
+// the order they were recorded (amortized O(1) per entry). It depends only
+// on the log, so every replica drops the same ones.
 func (g *Group) expireOutcomes(applied tt.Timestamp) {
-	if len(g.outcomes) < 1024 {
-		return
-	}
 	horizon := applied.Add(-g.cfg.OutcomeRetention)
-	for id, o := range g.outcomes {
-		if o.ts < horizon {
-			delete(g.outcomes, id)
-			g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeName(id), Delete: true})
+	for len(g.outcomeQ) > 0 && g.outcomeQ[0].ts < horizon {
+		q := g.outcomeQ[0]
+		g.outcomeQ = g.outcomeQ[1:]
+		if o, ok := g.outcomes[q.id]; ok && o.ts == q.ts {
+			delete(g.outcomes, q.id)
+			g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeName(q.id), Delete: true})
 		}
 	}
 }

@@ -135,6 +135,12 @@ type Config struct {
 	OutcomeRetention time.Duration
 	// MaxWrites bounds a transaction's writes at one group. Default 10000.
 	MaxWrites int
+	// MaxKeySize and MaxValueSize bound what a write may carry, so that no
+	// committed record can fail to apply. Defaults 4 KiB and 1 MiB (kv's).
+	MaxKeySize, MaxValueSize int
+	// Start and End bound the group's keys when set (End nil: unbounded);
+	// writes and locking reads outside are refused.
+	Start, End []byte
 	// Bugs switch on deliberate protocol violations for the simulator's
 	// negative controls.
 	Bugs Bugs
@@ -174,5 +180,11 @@ func (c *Config) fill() {
 	}
 	if c.MaxWrites <= 0 {
 		c.MaxWrites = 10000
+	}
+	if c.MaxKeySize <= 0 {
+		c.MaxKeySize = 4 << 10
+	}
+	if c.MaxValueSize <= 0 {
+		c.MaxValueSize = 1 << 20
 	}
 }

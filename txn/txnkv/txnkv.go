@@ -12,9 +12,9 @@ import (
 	"github.com/meridiandb/meridian/txn"
 )
 
-// PersistPaxos writes the Ready's Paxos hard state and entries and commits
-// them synced (skipping the commit when there is nothing). It returns
-// whether it synced.
+// PersistPaxos writes the Ready's Paxos hard state and entries, synced
+// when the Ready says it must be (a moved chosen index alone need not be),
+// skipping the commit when there is nothing. It returns whether it synced.
 func PersistPaxos(eng *kv.Engine, store *pebblestore.Store, rd *txn.Ready) (bool, error) {
 	if rd.HardState == nil && len(rd.Entries) == 0 {
 		return false, nil
@@ -24,7 +24,7 @@ func PersistPaxos(eng *kv.Engine, store *pebblestore.Store, rd *txn.Ready) (bool
 		b.Close()
 		return false, err
 	}
-	return true, b.Commit(true)
+	return rd.MustSync, b.Commit(rd.MustSync)
 }
 
 // Apply writes the Ready's MVCC writes, transaction records and apply

@@ -1,0 +1,187 @@
+package txn
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridiandb/meridian/tt"
+)
+
+// Single-group commits (architecture invariants 5 and 6).
+
+func TestSingleGroupCommit(t *testing.T) {
+	c := newCluster(t, hOpts{})
+	l := c.leader(1)
+	first := c.wait(c.send(1, nil, commitReq(newMeta(1), part(1, false, "a/x=0", "a/z=old"))), time.Second)
+	c.advance(300 * time.Millisecond) // heartbeats close timestamps above the commit
+
+	m := newMeta(2)
+	if got := c.ok(c.send(1, nil, readReq(m, "a/x"))); len(got.kvs) != 1 || got.kvs[0].value != "0" {
+		t.Fatalf("read %v", got.kvs)
+	}
+	assigned := l.g.Replica().LastAssigned()
+	id := c.send(1, nil, commitReq(m, part(1, true, "a/x=1", "a/y=2", "a/z=")))
+	req := c.reqs[id]
+	if !c.pending(id) {
+		t.Fatal("the commit was acknowledged before any commit wait")
+	}
+	a := c.wait(id, time.Second)
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	s := a.resp.TS
+	// Invariant 5: s >= TT.now().latest at the request, above everything
+	// the group assigned before.
+	if s < req.iv.Latest {
+		t.Errorf("commit ts %s below TT.now().latest %s at the request", c.rel(s), c.rel(req.iv.Latest))
+	}
+	if s <= assigned || s <= first.resp.TS {
+		t.Errorf("commit ts %s not above the previously assigned %s (earlier commit %s)", c.rel(s), c.rel(assigned), c.rel(first.resp.TS))
+	}
+	// Invariant 6: the answer leaves only once TT.after(s), and reports
+	// the exposed wait.
+	if !a.iv.After(s) || a.at <= s {
+		t.Errorf("answered at true %s with clock %v, not after %s", c.rel(a.at), a.iv, c.rel(s))
+	}
+	if a.resp.CommitWait <= 0 || a.resp.CommitWait > 2*c.eps+c.opts.step {
+		t.Errorf("exposed commit wait %s, want (0, 2ε+step]", a.resp.CommitWait)
+	}
+	// Every replica applies the writes at s, and nothing else.
+	c.advance(300 * time.Millisecond)
+	for _, r := range c.group(1).reps {
+		if got := r.value("a/x", s); got != "1" {
+			t.Errorf("%s: a/x at s = %q", r, got)
+		}
+		if got := r.value("a/x", s-1); got != "0" {
+			t.Errorf("%s: a/x just below s = %q", r, got)
+		}
+		if got := r.value("a/y", s); got != "2" {
+			t.Errorf("%s: a/y at s = %q", r, got)
+		}
+		if got := r.value("a/z", s); got != "" {
+			t.Errorf("%s: a/z not deleted at s: %q", r, got)
+		}
+		if got := r.versionsOf("a/z"); !slices.Equal(got, []tt.Timestamp{first.resp.TS, s}) {
+			t.Errorf("%s: a/z versions %v", r, got)
+		}
+	}
+	if n := l.g.locks.count(); n != 0 {
+		t.Errorf("%d locks held after the commit", n)
+	}
+}
+
+func TestCommitRetryGetsSameTimestamp(t *testing.T) {
+	c := newCluster(t, hOpts{})
+	m := newMeta(1)
+	id1 := c.send(1, nil, commitReq(m, part(1, false, "a/k=v")))
+	// A retry while the first is in flight waits for the same outcome.
+	id2 := c.send(1, nil, commitReq(m, part(1, false, "a/k=v")))
+	a1, a2 := c.wait(id1, time.Second), c.wait(id2, time.Second)
+	if a1.err != nil || a2.err != nil || a1.resp.TS != a2.resp.TS {
+		t.Fatalf("in-flight retry: %v/%v, %v/%v", a1.resp.TS, a1.err, a2.resp.TS, a2.err)
+	}
+	ts := a1.resp.TS
+	// A retry after the commit is answered from the outcome record.
+	if a := c.ok(c.send(1, nil, commitReq(m, part(1, false, "a/k=v")))); a.resp.TS != ts {
+		t.Fatalf("retry: ts %s, want %s", c.rel(a.resp.TS), c.rel(ts))
+	}
+	// And so after a leader change: the new leader applied the commit
+	// entry and holds the outcome.
+	c.advance(300 * time.Millisecond)
+	old := c.leader(1)
+	c.crash(old)
+	nl := c.waitLeader(1)
+	if a := c.ok(c.send(1, nil, commitReq(m, part(1, false, "a/k=v")))); a.resp.TS != ts {
+		t.Fatalf("retry at the new leader %s: ts %s, want %s", nl, c.rel(a.resp.TS), c.rel(ts))
+	}
+	// A crashed replica restarts from its persisted records (NewGroup
+	// restores the outcome), and answers the same once it leads again.
+	c.restart(old)
+	if _, ok := old.g.outcomes[m.ID]; !ok {
+		t.Fatal("the restarted replica did not restore the outcome record")
+	}
+	c.advance(500 * time.Millisecond)
+	c.crash(nl)
+	c.waitLeader(1)
+	if a := c.ok(c.send(1, nil, commitReq(m, part(1, false, "a/k=v")))); a.resp.TS != ts {
+		t.Fatalf("retry at %s: ts %s, want %s", c.leader(1), c.rel(a.resp.TS), c.rel(ts))
+	}
+	// The write exists once, at ts, everywhere it was applied.
+	for _, r := range c.group(1).reps {
+		if r.down {
+			continue
+		}
+		if got := r.versionsOf("a/k"); !slices.Equal(got, []tt.Timestamp{ts}) {
+			t.Errorf("%s: versions of a/k %v, want [%s]", r, got, c.rel(ts))
+		}
+	}
+	// New commits stay above it across the leader changes (invariant 4).
+	if a := c.wait(c.send(1, nil, commitReq(newMeta(2), part(1, false, "a/k=w"))), time.Second); a.err != nil || a.resp.TS <= ts {
+		t.Fatalf("a later commit: %s, %v", c.rel(a.resp.TS), a.err)
+	}
+}
+
+func TestRollbackReleasesLocks(t *testing.T) {
+	c := newCluster(t, hOpts{cfg: Config{LockWait: 5 * time.Second}})
+	l := c.leader(1)
+	old, young := newMeta(1), newMeta(2)
+	c.ok(c.send(1, nil, readReq(old, "a/k")))
+	c.ok(c.send(1, nil, scanReq(old, "a/s", "a/t")))
+	c.ok(c.send(1, nil, scanReq(old, "a/u", "")))
+	if n := l.g.locks.count(); n != 3 {
+		t.Fatalf("%d locks, want 3", n)
+	}
+	w := c.send(1, nil, commitReq(young, part(1, false, "a/k=1", "a/s1=1", "a/zz=1")))
+	c.advance(50 * time.Millisecond)
+	if !c.pending(w) {
+		t.Fatalf("the younger writer did not wait: %+v", c.must(w))
+	}
+	c.ok(c.send(1, nil, Request{Kind: ReqRollback, Txn: old}))
+	if a := c.wait(w, time.Second); a.err != nil {
+		t.Fatalf("the writer after the rollback: %v", a.err)
+	}
+	if n := l.g.locks.count(); n != 0 {
+		t.Fatalf("%d locks after rollback and commit", n)
+	}
+	// The rolled-back transaction is over.
+	a := c.must(c.send(1, nil, readReq(old, "a/j")))
+	if !errors.Is(a.err, ErrAborted) || !strings.Contains(a.err.Error(), "rolled back") {
+		t.Fatalf("read after rollback: %v", a.err)
+	}
+	// Rolling back an unknown transaction is harmless.
+	c.ok(c.send(1, nil, Request{Kind: ReqRollback, Txn: newMeta(3)}))
+}
+
+func TestCommitRequestValidation(t *testing.T) {
+	c := newCluster(t, hOpts{cfg: Config{MaxWrites: 2}})
+	cases := map[string]Request{
+		"no transaction ID":  {Kind: ReqCommit, Participants: []Participant{part(1, false, "a/k=v")}},
+		"coordinator absent": commitReq(newMeta(1), part(2, false, "b/k=v")),
+		"too many writes":    commitReq(newMeta(1), part(1, false, "a/1=v", "a/2=v", "a/3=v")),
+		"unknown kind":       {Kind: 99, Txn: newMeta(1)},
+	}
+	for name, req := range cases {
+		if a := c.must(c.send(1, nil, req)); !errors.Is(a.err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, a.err)
+		}
+	}
+	// Read locks lost: the commit says it read here, the leader has none.
+	if a := c.must(c.send(1, nil, commitReq(newMeta(1), part(1, true, "a/k=v")))); !errors.Is(a.err, ErrAborted) {
+		t.Errorf("commit with lost read locks: %v, want ErrAborted", a.err)
+	}
+	// A follower refuses leader requests with a hint.
+	f := c.rep(1, 2)
+	a := c.must(c.send(1, f, readReq(newMeta(1), "a/k")))
+	if !errors.Is(a.err, ErrNotLeader) || a.resp.Hint != 1 {
+		t.Errorf("read at a follower: %v hint %d", a.err, a.resp.Hint)
+	}
+	// The first group stamps a missing priority and echoes it.
+	m := Meta{ID: TxnID{Lo: 777}}
+	r := c.ok(c.send(1, nil, readReq(m, "a/k")))
+	if r.task.Priority != c.reqs[r.id].iv.Latest {
+		t.Errorf("stamped priority %s, want the leader's latest %s", c.rel(r.task.Priority), c.rel(c.reqs[r.id].iv.Latest))
+	}
+}
