@@ -741,6 +741,9 @@ func (r *Replica) stepDown() {
 	}
 	r.lead = nil
 	r.cand = nil
+	if r.leaderHint == r.cfg.ID {
+		r.leaderHint = 0 // we no longer lead; don't send clients back here
+	}
 	if r.voter {
 		r.role = roleFollower
 	} else {
