@@ -57,3 +57,13 @@ demo: build
 
 clean:
 	rm -rf bin
+
+# Regenerate the protobuf code (committed) with pinned generators.
+PROTOC_GEN_GO_VERSION      = v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION = v1.6.2
+proto:
+	@command -v protoc >/dev/null || { echo "installing protobuf-compiler"; sudo apt-get install -y protobuf-compiler || apt-get install -y protobuf-compiler; }
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(CURDIR)/bin:$$PATH protoc --proto_path=rpc --go_out=rpc/meridianpb --go_opt=paths=source_relative \
+	  --go-grpc_out=rpc/meridianpb --go-grpc_opt=paths=source_relative rpc/meridian.proto

@@ -54,6 +54,11 @@ makes cross-region transactions externally consistent.`,
 		newClockCmd(),
 		newSimCmd(),
 		newDemoCmd(),
+		newStartCmd(),
+		newInitCmd(),
+		newNodeCmd(),
+		newShellCmd(),
+		newWorkloadCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -1,0 +1,414 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/meridiandb/meridian/rpc/meridianpb"
+)
+
+// Mutation is a buffered write.
+type Mutation struct {
+	Key    []byte
+	Value  []byte
+	Delete bool
+}
+
+// Put writes value at key.
+func Put(key, value []byte) Mutation { return Mutation{Key: key, Value: value} }
+
+// Delete removes key.
+func Delete(key []byte) Mutation { return Mutation{Key: key, Delete: true} }
+
+// KeyValue is one key read, with the timestamp of its version.
+type KeyValue struct {
+	Key   []byte
+	Value []byte
+	TS    int64
+}
+
+// CommitResult describes a committed read-write transaction.
+type CommitResult struct {
+	// Timestamp is the commit timestamp (ns since the Unix epoch).
+	Timestamp int64
+	// CommitWait is how long the commit record, chosen, waited for
+	// TT.after(Timestamp): the commit wait the client saw.
+	CommitWait time.Duration
+	// Attempts is how many times the function ran.
+	Attempts int
+}
+
+func newTxnID() []byte {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// ReadWriteTransaction is a transaction in progress: reads take locks at
+// each group's leader, writes are buffered until commit.
+type ReadWriteTransaction struct {
+	c      *Client
+	meta   *meridianpb.TxnMeta
+	reads  map[uint64]bool
+	writes map[uint64][]*meridianpb.Mutation
+	shards map[uint64]*meridianpb.ShardInfo
+}
+
+// ReadWriteTransaction runs fn in a transaction and commits it, re-running
+// fn (with backoff, keeping the transaction's priority so it eventually
+// wins its conflicts) whenever the transaction aborts, until ctx ends. fn
+// must be idempotent apart from its effects through t. It returns the
+// commit timestamp. A transaction that wrote nothing releases its locks and
+// returns a zero timestamp.
+func (c *Client) ReadWriteTransaction(ctx context.Context, fn func(ctx context.Context, t *ReadWriteTransaction) error) (CommitResult, error) {
+	priority := int64(0)
+	backoff := 10 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		t := &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: newTxnID(), Priority: priority},
+			reads: map[uint64]bool{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
+		err := fn(ctx, t)
+		if err == nil {
+			var res CommitResult
+			res, err = t.commit(ctx)
+			if err == nil {
+				res.Attempts = attempt
+				return res, nil
+			}
+		}
+		priority = t.meta.Priority
+		if !errors.Is(err, ErrAborted) {
+			t.rollback(ctx)
+			return CommitResult{Attempts: attempt}, err
+		}
+		t.rollback(ctx)
+		select {
+		case <-ctx.Done():
+			return CommitResult{Attempts: attempt}, ctx.Err()
+		case <-time.After(backoff + time.Duration(mrand.Int64N(int64(backoff)))):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// Get reads key under a shared lock; ErrNotFound when absent.
+func (t *ReadWriteTransaction) Get(ctx context.Context, key []byte) ([]byte, error) {
+	kvs, err := t.read(ctx, key, &meridianpb.KeySpan{Key: key})
+	if err != nil {
+		return nil, err
+	}
+	if len(kvs) == 0 {
+		return nil, fmt.Errorf("%w: key %q", ErrNotFound, key)
+	}
+	return kvs[0].Value, nil
+}
+
+// Scan reads the keys of r under shared range locks, at most limit of them
+// (0: the server's maximum), in key order (or reverse).
+func (t *ReadWriteTransaction) Scan(ctx context.Context, r KeyRange, limit int, reverse bool) ([]KeyValue, error) {
+	start, end := r.halfOpen()
+	return scanShards(ctx, t.c, start, end, limit, reverse, func(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan) ([]KeyValue, error) {
+		return t.read(ctx, span.Start, span)
+	})
+}
+
+func (t *ReadWriteTransaction) read(ctx context.Context, routeKey []byte, span *meridianpb.KeySpan) ([]KeyValue, error) {
+	s, err := t.c.shardOf(routeKey)
+	if err != nil {
+		return nil, err
+	}
+	t.reads[s.Group] = true
+	t.shards[s.Group] = s
+	var resp *meridianpb.ReadResponse
+	err = t.c.invoke(ctx, s, false, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+		var err error
+		resp, err = cl.Read(ctx, &meridianpb.ReadRequest{Group: s.Group, Txn: t.meta, Span: span})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if t.meta.Priority == 0 {
+		t.meta.Priority = resp.Priority
+	}
+	return kvsFromPB(resp.Kvs), nil
+}
+
+// BufferWrite buffers mutations; they are written at commit.
+func (t *ReadWriteTransaction) BufferWrite(ms ...Mutation) error {
+	for _, m := range ms {
+		s, err := t.c.shardOf(m.Key)
+		if err != nil {
+			return err
+		}
+		t.shards[s.Group] = s
+		t.writes[s.Group] = append(t.writes[s.Group], &meridianpb.Mutation{Key: m.Key, Value: m.Value, Delete: m.Delete})
+	}
+	return nil
+}
+
+func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error) {
+	if len(t.writes) == 0 {
+		t.rollback(ctx)
+		return CommitResult{}, nil
+	}
+	groups := make([]uint64, 0, len(t.shards))
+	for g := range t.shards {
+		if t.reads[g] || len(t.writes[g]) > 0 {
+			groups = append(groups, g)
+		}
+	}
+	slices.Sort(groups)
+	// Coordinate at a written group homed in our region if there is one:
+	// the client's round trip to the coordinator stays local.
+	coord := groups[0]
+	for _, g := range groups {
+		if len(t.writes[g]) > 0 {
+			coord = g
+			break
+		}
+	}
+	for _, g := range groups {
+		if len(t.writes[g]) > 0 && t.shards[g].Home == t.c.cfg.Region {
+			coord = g
+			break
+		}
+	}
+	req := &meridianpb.CommitRequest{Coordinator: coord, Txn: t.meta}
+	for _, g := range groups {
+		req.Participants = append(req.Participants, &meridianpb.Participant{Group: g, Writes: t.writes[g], Read: t.reads[g]})
+	}
+	// An ambiguous failure (the coordinator's leader went away) is
+	// retried: the coordinator group answers a repeated commit from its
+	// outcome record.
+	for {
+		var resp *meridianpb.CommitResponse
+		err := t.c.invoke(ctx, t.shards[coord], false, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+			var err error
+			resp, err = cl.Commit(ctx, req)
+			return err
+		})
+		if err == nil {
+			return CommitResult{Timestamp: resp.CommitTs, CommitWait: time.Duration(resp.CommitWaitExposedNs)}, nil
+		}
+		if errors.Is(err, ErrAborted) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrFailedPrecondition) {
+			return CommitResult{}, err
+		}
+		if ctx.Err() != nil {
+			return CommitResult{}, fmt.Errorf("%w: %v", ErrCommitUnknown, err)
+		}
+		select {
+		case <-ctx.Done():
+			return CommitResult{}, fmt.Errorf("%w: %v", ErrCommitUnknown, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// rollback releases the locks taken at every group read (best effort).
+func (t *ReadWriteTransaction) rollback(ctx context.Context) {
+	for g := range t.reads {
+		s := t.shards[g]
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = t.c.invoke(rctx, s, false, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+			_, err := cl.Rollback(ctx, &meridianpb.RollbackRequest{Group: g, Txn: t.meta})
+			return err
+		})
+		cancel()
+	}
+}
+
+// Apply writes mutations atomically in one transaction (retried on abort)
+// and returns the commit timestamp.
+func (c *Client) Apply(ctx context.Context, ms []Mutation) (CommitResult, error) {
+	return c.ReadWriteTransaction(ctx, func(ctx context.Context, t *ReadWriteTransaction) error {
+		return t.BufferWrite(ms...)
+	})
+}
+
+// ---------------------------------------------------------------------------
+// Read-only transactions
+
+// ReadOnlyTransaction reads a consistent snapshot without locks. All its
+// reads share one timestamp, chosen by the first read per its bound.
+type ReadOnlyTransaction struct {
+	c      *Client
+	bound  TimestampBound
+	ts     int64
+	single bool
+}
+
+// Single returns a single-use strong read-only transaction (one read).
+func (c *Client) Single() *ReadOnlyTransaction {
+	return &ReadOnlyTransaction{c: c, bound: StrongRead(), single: true}
+}
+
+// ReadOnlyTransaction returns a read-only transaction (strong unless
+// WithTimestampBound says otherwise).
+func (c *Client) ReadOnlyTransaction() *ReadOnlyTransaction {
+	return &ReadOnlyTransaction{c: c, bound: StrongRead()}
+}
+
+// WithTimestampBound sets the bound; call it before the first read.
+func (ro *ReadOnlyTransaction) WithTimestampBound(b TimestampBound) *ReadOnlyTransaction {
+	ro.bound = b
+	return ro
+}
+
+// Timestamp returns the timestamp the transaction reads at (zero before
+// its first read).
+func (ro *ReadOnlyTransaction) Timestamp() int64 { return ro.ts }
+
+// Close ends the transaction (nothing is held).
+func (ro *ReadOnlyTransaction) Close() {}
+
+// Get reads key; ErrNotFound when absent.
+func (ro *ReadOnlyTransaction) Get(ctx context.Context, key []byte) ([]byte, error) {
+	s, err := ro.c.shardOf(key)
+	if err != nil {
+		return nil, err
+	}
+	kvs, err := ro.read(ctx, s, &meridianpb.KeySpan{Key: key}, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(kvs) == 0 {
+		return nil, fmt.Errorf("%w: key %q", ErrNotFound, key)
+	}
+	return kvs[0].Value, nil
+}
+
+// Scan reads the keys of r at the transaction's timestamp.
+func (ro *ReadOnlyTransaction) Scan(ctx context.Context, r KeyRange, limit int, reverse bool) ([]KeyValue, error) {
+	start, end := r.halfOpen()
+	shards := ro.c.shardsOf(start, end)
+	if ro.ts == 0 && ro.bound.kind == boundStrong && len(shards) > 1 {
+		// Several groups: pick one strong timestamp for all of them.
+		ts, err := ro.strongTS(ctx, shards[0], false)
+		if err != nil {
+			return nil, err
+		}
+		ro.ts = ts
+	}
+	return scanShards(ctx, ro.c, start, end, limit, reverse, func(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan) ([]KeyValue, error) {
+		return ro.read(ctx, s, span, len(shards) == 1)
+	})
+}
+
+func (ro *ReadOnlyTransaction) strongTS(ctx context.Context, s *meridianpb.ShardInfo, single bool) (int64, error) {
+	var ts int64
+	err := ro.c.invoke(ctx, s, !single, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+		resp, err := cl.StrongTimestamp(ctx, &meridianpb.StrongTimestampRequest{Group: s.Group, SingleGroup: single})
+		if err == nil {
+			ts = resp.Ts
+		}
+		return err
+	})
+	return ts, err
+}
+
+func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan, singleGroup bool) ([]KeyValue, error) {
+	req := &meridianpb.SnapshotReadRequest{Group: s.Group, Span: span}
+	nearest := true
+	switch {
+	case ro.ts != 0:
+		req.ReadTs = ro.ts
+	case ro.bound.kind == boundStrong:
+		// Strong: with a single group, one round trip to its leader picks
+		// the last commit timestamp and reads there.
+		req.Strong, req.SingleGroup = true, singleGroup && ro.single
+		nearest = false
+	case ro.bound.kind == boundExact:
+		req.ExactStalenessNs = int64(ro.bound.d)
+	case ro.bound.kind == boundMax:
+		req.MaxStalenessNs = int64(ro.bound.d)
+	case ro.bound.kind == boundReadTS:
+		req.ReadTs = ro.bound.ts
+	case ro.bound.kind == boundMinTS:
+		req.MinReadTs = ro.bound.ts
+	}
+	var resp *meridianpb.ReadResponse
+	err := ro.c.invoke(ctx, s, nearest, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+		var err error
+		resp, err = cl.SnapshotRead(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ro.ts == 0 {
+		ro.ts = resp.ReadTs
+	}
+	return kvsFromPB(resp.Kvs), nil
+}
+
+// scanShards scans [start, end) shard by shard (in the scan's order),
+// stopping at limit.
+func scanShards(ctx context.Context, c *Client, start, end []byte, limit int, reverse bool,
+	read func(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan) ([]KeyValue, error)) ([]KeyValue, error) {
+	shards := c.shardsOf(start, end)
+	if reverse {
+		slices.Reverse(shards)
+	}
+	var out []KeyValue
+	for _, s := range shards {
+		span := &meridianpb.KeySpan{Start: start, Reverse: reverse}
+		if string(s.Start) > string(start) {
+			span.Start = s.Start
+		}
+		switch {
+		case len(s.End) > 0 && (end == nil || string(s.End) < string(end)):
+			span.End = s.End
+		case end == nil:
+			span.EndUnbounded = true
+		default:
+			span.End = end
+		}
+		if limit > 0 {
+			span.Limit = int32(limit - len(out))
+		}
+		kvs, err := read(ctx, s, span)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, kvs...)
+		if limit > 0 && len(out) >= limit {
+			return out[:limit], nil
+		}
+	}
+	return out, nil
+}
+
+func kvsFromPB(kvs []*meridianpb.KeyValue) []KeyValue {
+	out := make([]KeyValue, len(kvs))
+	for i, x := range kvs {
+		out[i] = KeyValue{Key: x.Key, Value: x.Value, TS: x.Ts}
+	}
+	return out
+}
+
+// Begin starts an interactive read-write transaction (the shell's): no
+// automatic retry; call Commit or Rollback.
+func (c *Client) Begin() *ReadWriteTransaction {
+	return &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: newTxnID()},
+		reads: map[uint64]bool{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
+}
+
+// Commit commits an interactive transaction.
+func (t *ReadWriteTransaction) Commit(ctx context.Context) (CommitResult, error) {
+	res, err := t.commit(ctx)
+	if err != nil && errors.Is(err, ErrAborted) {
+		t.rollback(ctx)
+	}
+	res.Attempts = 1
+	return res, err
+}
+
+// Rollback abandons an interactive transaction, releasing its locks.
+func (t *ReadWriteTransaction) Rollback(ctx context.Context) { t.rollback(ctx) }

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/meridiandb/meridian/kv"
+	"github.com/meridiandb/meridian/node"
+	"github.com/meridiandb/meridian/rpc"
+	"github.com/meridiandb/meridian/tt"
+)
+
+type startFlags struct {
+	region    string
+	listen    string
+	advertise string
+	join      string
+	dataDir   string
+	insecure  bool
+	ntp       string
+	epsilon   time.Duration
+	maxEps    time.Duration
+	drain     time.Duration
+}
+
+func newStartCmd() *cobra.Command {
+	f := &startFlags{}
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Start a node: join the cluster, host the replicas the placement gives it, serve clients",
+		Long: `start runs a Meridian node until it is interrupted. The node keeps its data
+(its identity, the placement, every replica's Paxos log and MVCC data) in
+--data-dir and restarts from it alone. It introduces itself to the --join
+addresses, learns the other nodes and, once 'meridian init' has run, the
+placement, and starts the replicas placed on it.
+
+On SIGINT or SIGTERM it drains: its leaders wait out the timestamps they
+assigned, release their lease votes and hand leadership to another voter;
+then it stops.`,
+		Example: `  meridian start --insecure --region us-east1 --listen 127.0.0.1:26257 --data-dir /tmp/m1
+  meridian start --insecure --region us-west1 --listen 127.0.0.1:26258 --join 127.0.0.1:26257 --data-dir /tmp/m2`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runStart(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.region, "region", "", "the region this node is in (required)")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:26257", "address to serve gRPC on")
+	fl.StringVar(&f.advertise, "advertise", "", "address other nodes and clients reach this node at (default --listen)")
+	fl.StringVar(&f.join, "join", "", "comma-separated addresses of nodes to join")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for this node's data (required)")
+	fl.BoolVar(&f.insecure, "insecure", false, "serve plaintext gRPC (required until TLS credentials are configured)")
+	fl.StringVar(&f.ntp, "ntp", "", "comma-separated NTP servers (host:port) for the interval clock; empty: the system clock with --epsilon")
+	fl.DurationVar(&f.epsilon, "epsilon", 5*time.Millisecond, "assumed ε of the system clock when --ntp is not given")
+	fl.DurationVar(&f.maxEps, "max-epsilon", 100*time.Millisecond, "ε above which the clock counts as unhealthy (the node then neither leads nor votes)")
+	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "how long to wait for leadership hand-off on shutdown")
+	return cmd
+}
+
+// openClock returns the interval clock the flags ask for.
+func openClock(ctx context.Context, ntp string, epsilon, maxEps time.Duration) (tt.Clock, func(), error) {
+	if servers := splitList(ntp); len(servers) > 0 {
+		c, err := tt.NewNTP(tt.NTPConfig{Servers: servers, MaxEpsilon: maxEps, Logger: slog.Default()})
+		if err != nil {
+			return nil, nil, err
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = c.Sync(sctx)
+		cancel()
+		if err != nil {
+			slog.Warn("clock not healthy yet; the node will not lead or vote until it is", "err", err)
+		}
+		c.Start()
+		return c, c.Close, nil
+	}
+	slog.Warn("using the system clock with an assumed ε; pass --ntp for a measured bound", "epsilon", epsilon)
+	return tt.NewSystem(epsilon), func() {}, nil
+}
+
+func dialInsecure(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(rpc.MaxMessageSize), grpc.MaxCallSendMsgSize(rpc.MaxMessageSize)))
+}
+
+func runStart(cmd *cobra.Command, f *startFlags) error {
+	if f.region == "" || f.dataDir == "" {
+		return errors.New("--region and --data-dir are required")
+	}
+	if !f.insecure {
+		return errors.New("TLS is not configured yet: pass --insecure to serve plaintext")
+	}
+	if f.advertise == "" {
+		f.advertise = f.listen
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+		return err
+	}
+	eng, err := kv.Open(filepath.Join(f.dataDir, "pebble"), kv.Options{})
+	if err != nil {
+		return fmt.Errorf("opening the store: %w", err)
+	}
+	defer eng.Close()
+	id, err := node.LoadOrCreateID(eng)
+	if err != nil {
+		return err
+	}
+	clock, closeClock, err := openClock(ctx, f.ntp, f.epsilon, f.maxEps)
+	if err != nil {
+		return err
+	}
+	defer closeClock()
+	lis, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return err
+	}
+	srv, err := rpc.NewServer(rpc.ServerConfig{
+		Self: node.NodeInfo{ID: node.NodeID(id), Region: f.region, Addr: f.advertise},
+		Engine: eng, Clock: clock, Join: splitList(f.join), Dial: dialInsecure, Logger: slog.Default(),
+	})
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(rpc.MaxMessageSize), grpc.MaxSendMsgSize(rpc.MaxMessageSize))
+	srv.Register(gs)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(lis) }()
+	srv.Start()
+	fmt.Fprintf(cmd.OutOrStdout(), "node %d started\n  region:   %s\n  listen:   %s (advertised %s)\n  data dir: %s\n  clock:    %s\n  initialized: %v\n",
+		id, f.region, lis.Addr(), f.advertise, f.dataDir, describeClock(clock), srv.Initialized())
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		srv.Close()
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), "draining…")
+	dctx, cancel := context.WithTimeout(context.Background(), f.drain)
+	srv.Node().Drain(dctx)
+	cancel()
+	gs.GracefulStop()
+	srv.Close()
+	fmt.Fprintln(cmd.OutOrStdout(), "stopped")
+	return nil
+}
+
+func describeClock(c tt.Clock) string {
+	if d, ok := c.(tt.Describer); ok {
+		return d.Describe()
+	}
+	return "unknown"
+}
