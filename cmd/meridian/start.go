@@ -127,7 +127,7 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 		return err
 	}
 	srv, err := rpc.NewServer(rpc.ServerConfig{
-		Self: node.NodeInfo{ID: node.NodeID(id), Region: f.region, Addr: f.advertise},
+		Self:   node.NodeInfo{ID: node.NodeID(id), Region: f.region, Addr: f.advertise},
 		Engine: eng, Clock: clock, Join: splitList(f.join), Dial: dialInsecure, Logger: slog.Default(),
 	})
 	if err != nil {
