@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridiandb/meridian/paxos"
 	"github.com/meridiandb/meridian/tt"
 )
 
@@ -183,5 +184,58 @@ func TestCommitRequestValidation(t *testing.T) {
 	r := c.ok(c.send(1, nil, readReq(m, "a/k")))
 	if r.task.Priority != c.reqs[r.id].iv.Latest {
 		t.Errorf("stamped priority %s, want the leader's latest %s", c.rel(r.task.Priority), c.rel(c.reqs[r.id].iv.Latest))
+	}
+}
+
+// A single-group commit in flight when its leader fails: the client's
+// retry at the new leader finds the outcome if the commit record survived
+// (the new leader recovered it: same timestamp as first assigned), or
+// commits afresh if it did not; either way the write exists once.
+func TestCommitInFlightAtLeaderFailure(t *testing.T) {
+	for _, survived := range []bool{true, false} {
+		name := "record lost"
+		if survived {
+			name = "record survived"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := newCluster(t, hOpts{})
+			old := c.leader(1)
+			// Only replica 2 may accept the record, and the leader never hears
+			// back: the record is on at most two logs, chosen or not, and the
+			// client gets no answer.
+			c.dropPaxos = func(m paxos.Message) bool {
+				switch {
+				case m.Type == paxos.MsgAccept && m.From == old.id:
+					return !survived || m.To != 2
+				case m.Type == paxos.MsgAccepted && m.To == old.id:
+					return true
+				}
+				return false
+			}
+			m := newMeta(1)
+			id := c.send(1, nil, commitReq(m, part(1, false, "a/k=v")))
+			assigned := old.g.Replica().LastAssigned()
+			c.advance(50 * time.Millisecond)
+			if !c.pending(id) {
+				t.Fatalf("answered: %+v", c.must(id))
+			}
+			c.crash(old)
+			c.dropPaxos = nil
+			c.waitLeader(1)
+			a := c.wait(c.send(1, nil, commitReq(m, part(1, false, "a/k=v"))), time.Second)
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			if survived != (a.resp.TS == assigned) {
+				t.Errorf("retry ts %s, first assigned %s", c.rel(a.resp.TS), c.rel(assigned))
+			}
+			c.restart(old)
+			c.advance(time.Second)
+			for _, r := range c.group(1).reps {
+				if got := r.versionsOf("a/k"); !slices.Equal(got, []tt.Timestamp{a.resp.TS}) {
+					t.Errorf("%s: versions of a/k %v, want [%s]", r, got, c.rel(a.resp.TS))
+				}
+			}
+		})
 	}
 }

@@ -40,8 +40,6 @@ import (
 // most one answer per request. Violations are collected in c.failed and
 // fail the test in Cleanup (a negative control reads them instead).
 
-var traceHook func(string)
-
 // hStart is virtual true time at the start of every run.
 const hStart = tt.Timestamp(1_700_000_000_000_000_000)
 
@@ -54,8 +52,7 @@ type hOpts struct {
 	// offsets of replicas 1..3's clocks (each below eps); default
 	// 0, +eps/4, -eps/4.
 	offsets []time.Duration
-	// leaders: elect replica 1 of every group at start (default true via
-	// noElect false).
+	// noElect: do not make replica 1 of every group its leader at start.
 	noElect bool
 }
 
@@ -106,8 +103,12 @@ type answer struct {
 	err  error
 	resp Response
 	read bool // a ReadTask was performed (no Response)
-	task ReadTask
-	kvs  []kvPair
+	// ballot is the answering replica's promised ballot then: a client
+	// that sees it change between reads at a group knows its locks there
+	// may be gone.
+	ballot paxos.Ballot
+	task   ReadTask
+	kvs    []kvPair
 }
 
 type reqInfo struct {
@@ -185,8 +186,9 @@ func newCluster(t testing.TB, o hOpts) *hCluster {
 		c.groups = append(c.groups, hg)
 	}
 	t.Cleanup(func() {
-		if traceHook != nil {
-			traceHook(c.trace.String() + "=====\n")
+		if len(c.failed) > 0 || t.Failed() {
+			lines := strings.Split(strings.TrimRight(c.trace.String(), "\n"), "\n")
+			t.Logf("last %d trace lines:\n%s", min(len(lines), 60), strings.Join(lines[max(0, len(lines)-60):], "\n"))
 		}
 		if len(c.failed) > 0 {
 			t.Errorf("harness invariant violations:\n%s", strings.Join(c.failed, "\n"))
@@ -351,6 +353,7 @@ func (c *hCluster) record(a answer) {
 		c.failf("%s answered unknown request %d", a.rep, a.id)
 		return
 	}
+	a.ballot = a.rep.g.Replica().Status().Promised
 	if prev, dup := c.answers[a.id]; dup {
 		c.failf("request %d answered twice: by %s (%v) and by %s (%v)", a.id, prev.rep, prev.err, a.rep, a.err)
 		return
@@ -694,7 +697,7 @@ func (r *hReplica) value(key string, ts tt.Timestamp) string {
 	return string(v.value)
 }
 
-// versionsAt returns the timestamps at which key has versions on r.
+// versionsOf returns the timestamps at which key has versions on r.
 func (r *hReplica) versionsOf(key string) []tt.Timestamp {
 	var out []tt.Timestamp
 	for _, v := range r.data[key] {

@@ -391,3 +391,79 @@ func TestParticipantGroupRestartsWhilePrepared(t *testing.T) {
 		}
 	}
 }
+
+// A participant that only read at a group still prepares there (its read
+// locks must hold until the outcome), and the locks go with the outcome.
+func TestTwoPhaseReadOnlyParticipant(t *testing.T) {
+	c := newCluster(t, hOpts{groups: 2, cfg: twoPCConfig()})
+	m := newMeta(1)
+	c.ok(c.send(2, nil, readReq(m, "b/r")))
+	c.dropTxn = func(_ *hReplica, msg Msg) bool { return msg.Type == MsgDecide || msg.Type == MsgQuery }
+	s := c.wait(c.send(1, nil, commitReq(m, part(1, false, "a/x=1"), part(2, true))), time.Second).resp.TS
+	l2 := c.leader(2)
+	if l2.g.Prepared() != 1 {
+		t.Fatal("the read-only participant did not prepare")
+	}
+	w := c.send(2, nil, commitReq(newMeta(2), part(2, false, "b/r=w")))
+	c.advance(300 * time.Millisecond)
+	if !c.pending(w) {
+		t.Fatal("a writer of the prepared transaction's read did not wait")
+	}
+	c.dropTxn = nil
+	if a := c.wait(w, 3*time.Second); a.err != nil || a.resp.TS <= s {
+		t.Fatalf("the writer: %s %v", c.rel(a.resp.TS), a.err)
+	}
+	c.settle(time.Second)
+	if n := l2.g.locks.count(); n != 0 {
+		t.Errorf("%d locks left", n)
+	}
+}
+
+// Restore (a snapshot install, or a restart) replaces the replicated
+// transaction state; a leader gives up its volatile state and re-takes the
+// prepared transactions' locks at its next input.
+func TestRestoreRelocks(t *testing.T) {
+	c := newCluster(t, hOpts{groups: 2, cfg: twoPCConfig()})
+	m := newMeta(1)
+	c.ok(c.send(2, nil, scanReq(m, "b/s", "")))
+	c.dropTxn = func(_ *hReplica, msg Msg) bool { return msg.Type == MsgDecide || msg.Type == MsgQuery }
+	c.wait(c.send(1, nil, commitReq(m, part(1, false, "a/x=1"), part(2, true, "b/x=2"))), time.Second)
+	c.advance(300 * time.Millisecond)
+	l := c.leader(2)
+	c.ok(c.send(2, nil, readReq(newMeta(5), "b/unrelated"))) // volatile state Restore drops
+	var recs [][2][]byte
+	for _, name := range sortedKeys(l.meta) {
+		recs = append(recs, [2][]byte{[]byte(name), l.meta[name]})
+	}
+	if err := l.g.Restore(recs); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.g.locks.count(); n != 0 || len(l.g.txns) != 0 {
+		t.Fatalf("after Restore: %d locks, %d transactions", n, len(l.g.txns))
+	}
+	c.advance(c.opts.step) // the next input: still the leader, it re-takes the locks
+	_, spans := l.g.locks.shared(m.ID)
+	if len(spans) != 1 || string(spans[0].start) != "b/s" || spans[0].end != nil {
+		t.Fatalf("re-taken span locks %v", spans)
+	}
+	if h := l.g.locks.held[m.ID]; h == nil || len(h.writes) != 1 || h.writes[0] != "b/x" {
+		t.Fatalf("re-taken exclusive locks %+v", h)
+	}
+	// A follower restored from records without the transaction forgets it;
+	// corrupt records are refused.
+	f := c.rep(2, 3)
+	if err := f.g.Restore(nil); err != nil || f.g.Prepared() != 0 {
+		t.Fatalf("Restore(nil): %v, prepared %d", err, f.g.Prepared())
+	}
+	if err := f.g.Restore([][2][]byte{{prepName(m.ID), []byte{1, 2, 3}}}); !errors.Is(err, ErrCorruptRecord) {
+		t.Fatalf("corrupt prepare record: %v", err)
+	}
+	if err := f.g.Restore([][2][]byte{{outcomeName(m.ID), []byte{9}}}); !errors.Is(err, ErrCorruptRecord) {
+		t.Fatalf("corrupt outcome record: %v", err)
+	}
+	if err := f.g.Restore(recs); err != nil || f.g.Prepared() != 1 {
+		t.Fatalf("Restore(records): %v, prepared %d", err, f.g.Prepared())
+	}
+	c.dropTxn = nil
+	c.settle(3 * time.Second)
+}
