@@ -56,7 +56,7 @@ func newTxnID() []byte {
 type ReadWriteTransaction struct {
 	c      *Client
 	meta   *meridianpb.TxnMeta
-	reads  map[uint64]bool
+	reads  map[uint64]uint64 // group → lock epoch of the reads there
 	writes map[uint64][]*meridianpb.Mutation
 	shards map[uint64]*meridianpb.ShardInfo
 }
@@ -72,7 +72,7 @@ func (c *Client) ReadWriteTransaction(ctx context.Context, fn func(ctx context.C
 	backoff := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		t := &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: newTxnID(), Priority: priority},
-			reads: map[uint64]bool{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
+			reads: map[uint64]uint64{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
 		err := fn(ctx, t)
 		if err == nil {
 			var res CommitResult
@@ -123,16 +123,22 @@ func (t *ReadWriteTransaction) read(ctx context.Context, routeKey []byte, span *
 	if err != nil {
 		return nil, err
 	}
-	t.reads[s.Group] = true
 	t.shards[s.Group] = s
+	epoch, readBefore := t.reads[s.Group]
+	if !readBefore {
+		t.reads[s.Group] = 0 // rolled back on failure even before an answer
+	}
 	var resp *meridianpb.ReadResponse
 	err = t.c.invoke(ctx, s, false, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 		var err error
-		resp, err = cl.Read(ctx, &meridianpb.ReadRequest{Group: s.Group, Txn: t.meta, Span: span})
+		resp, err = cl.Read(ctx, &meridianpb.ReadRequest{Group: s.Group, Txn: t.meta, Span: span, Epoch: epoch})
 		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if t.reads[s.Group] == 0 {
+		t.reads[s.Group] = resp.Epoch
 	}
 	if t.meta.Priority == 0 {
 		t.meta.Priority = resp.Priority
@@ -160,7 +166,7 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 	}
 	groups := make([]uint64, 0, len(t.shards))
 	for g := range t.shards {
-		if t.reads[g] || len(t.writes[g]) > 0 {
+		if _, read := t.reads[g]; read || len(t.writes[g]) > 0 {
 			groups = append(groups, g)
 		}
 	}
@@ -182,7 +188,11 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 	}
 	req := &meridianpb.CommitRequest{Coordinator: coord, Txn: t.meta}
 	for _, g := range groups {
-		req.Participants = append(req.Participants, &meridianpb.Participant{Group: g, Writes: t.writes[g], Read: t.reads[g]})
+		epoch, read := t.reads[g]
+		if read && epoch == 0 {
+			return CommitResult{}, fmt.Errorf("%w: a read at group %d never answered", ErrAborted, g)
+		}
+		req.Participants = append(req.Participants, &meridianpb.Participant{Group: g, Writes: t.writes[g], Read: read, Epoch: epoch})
 	}
 	// An ambiguous failure (the coordinator's leader went away) is
 	// retried: the coordinator group answers a repeated commit from its
@@ -397,7 +407,7 @@ func kvsFromPB(kvs []*meridianpb.KeyValue) []KeyValue {
 // automatic retry; call Commit or Rollback.
 func (c *Client) Begin() *ReadWriteTransaction {
 	return &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: newTxnID()},
-		reads: map[uint64]bool{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
+		reads: map[uint64]uint64{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
 }
 
 // Commit commits an interactive transaction.

@@ -41,6 +41,9 @@ type GroupConfig struct {
 	InboxSize, RequestQueue int
 	// Txn tunes the transaction layer.
 	Txn txn.Config
+	// Preferred is the replica that should lead when it can (a voter in
+	// the shard's home region); a leader elsewhere hands leadership to it.
+	Preferred paxos.ReplicaID
 }
 
 func (c *GroupConfig) fill() {
@@ -73,6 +76,7 @@ type Reply struct {
 	txn.Response
 	KVs    []kv.KeyValue
 	ReadTS tt.Timestamp
+	Epoch  uint64 // locking reads: the lock epoch they were answered under
 }
 
 // Errors of the runtime.
@@ -104,6 +108,10 @@ type Group struct {
 
 	nextID  uint64
 	waiting map[uint64]chan Reply
+
+	// Leadership preference: when this replica became leader, and when it
+	// last tried to hand leadership to the preferred replica.
+	leaderSince, lastTransfer time.Time
 
 	status  atomic.Pointer[GroupStatus]
 	stopped atomic.Bool
@@ -364,7 +372,7 @@ func (g *Group) handleReady() error {
 		g.node.sendTxn(g, rd.Msgs)
 		for _, task := range rd.Reads {
 			kvs, err := txnkv.Read(g.node.eng, task)
-			g.reply(task.ID, Reply{Response: txn.Response{ID: task.ID, Err: err, Priority: task.Priority}, KVs: kvs, ReadTS: task.TS})
+			g.reply(task.ID, Reply{Response: txn.Response{ID: task.ID, Err: err, Priority: task.Priority}, KVs: kvs, ReadTS: task.TS, Epoch: task.Epoch})
 		}
 		for _, resp := range rd.Responses {
 			g.reply(resp.ID, Reply{Response: resp})
@@ -388,8 +396,30 @@ func (g *Group) handleReady() error {
 	g.publish()
 	if lead := g.IsLeader(); lead != wasLeader {
 		g.log.Info("leadership changed", "leader", lead, "ballot", g.Status().Paxos.Promised)
+		if lead {
+			g.leaderSince = time.Now()
+		}
 	}
+	g.maybeTransfer()
 	return nil
+}
+
+// maybeTransfer hands leadership to the preferred replica (in the shard's
+// home region) once this replica has led for a while, at most once every
+// ten leases so that an unreachable preferred replica costs little.
+func (g *Group) maybeTransfer() {
+	p := g.cfg.Preferred
+	if p == 0 || p == g.cfg.Replica || !g.IsLeader() || g.node.Draining() {
+		return
+	}
+	now := time.Now()
+	if now.Sub(g.leaderSince) < 2*g.cfg.HeartbeatInterval || now.Sub(g.lastTransfer) < 10*g.cfg.Lease {
+		return
+	}
+	g.lastTransfer = now
+	if err := g.t.Replica().Abdicate(g.now(), p); err == nil {
+		g.log.Info("handing leadership to the home region's replica", "to", p)
+	}
 }
 
 func (g *Group) maybeCompact(st paxos.ApplyState) error {

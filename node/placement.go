@@ -268,3 +268,14 @@ func (n *Node) Install(p Placement) error {
 	}
 	return nil
 }
+
+// Preferred returns the voter of s on a node of its home region (zero if
+// none): the replica that should lead.
+func (p Placement) Preferred(s ShardInfo) paxos.ReplicaID {
+	for _, r := range s.Replicas {
+		if n, ok := p.Node(r.Node); ok && r.Voter && n.Region == s.Home {
+			return r.ID
+		}
+	}
+	return 0
+}

@@ -1337,6 +1337,15 @@ func (r *Replica) Status() Status {
 	return s
 }
 
+// LeaderBallot returns the ballot this replica leads with (zero when it
+// does not lead).
+func (r *Replica) LeaderBallot() Ballot {
+	if r.lead == nil {
+		return Ballot{}
+	}
+	return r.lead.ballot
+}
+
 // IsLeader reports whether the replica currently believes it leads.
 func (r *Replica) IsLeader() bool { return r.role == roleLeader }
 

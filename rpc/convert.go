@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -126,6 +127,30 @@ func spanInto(s *meridianpb.KeySpan, req *txn.Request) error {
 	return nil
 }
 
+// spanInGroup checks a read against its group's key range [start, end)
+// (end nil: unbounded) and bounds an end_unbounded range by the group's
+// end. A node keeps all its groups in one engine: a read beyond its group
+// would return another group's data without that group's locks or safe
+// time.
+func spanInGroup(req *txn.Request, group uint64, start, end []byte) error {
+	in := func(k []byte) bool { return bytes.Compare(k, start) >= 0 && (end == nil || bytes.Compare(k, end) < 0) }
+	if req.Key != nil {
+		if !in(req.Key) {
+			return invalid("key %q is not in group %d's range", req.Key, group)
+		}
+		return nil
+	}
+	if !in(req.Start) {
+		return invalid("range start %q is not in group %d's range", req.Start, group)
+	}
+	if req.End == nil {
+		req.End = end
+	} else if end != nil && bytes.Compare(req.End, end) > 0 {
+		return invalid("range end %q is beyond group %d's range", req.End, group)
+	}
+	return nil
+}
+
 func kvsToPB(kvs []kv.KeyValue) []*meridianpb.KeyValue {
 	out := make([]*meridianpb.KeyValue, len(kvs))
 	for i, x := range kvs {
@@ -136,12 +161,12 @@ func kvsToPB(kvs []kv.KeyValue) []*meridianpb.KeyValue {
 
 func txnMsgToPB(m txn.Msg) *meridianpb.TxnMsg {
 	return &meridianpb.TxnMsg{Type: uint32(m.Type), From: m.From, To: m.To, Txn: metaToPB(m.Txn), Writes: mutationsToPB(m.Writes),
-		Read: m.Read, Coordinator: m.Coordinator, Ok: m.OK, Pending: m.Pending, Ts: int64(m.TS)}
+		Read: m.Read, Coordinator: m.Coordinator, Ok: m.OK, Pending: m.Pending, Ts: int64(m.TS), Epoch: m.Epoch}
 }
 
 func txnMsgFromPB(p *meridianpb.TxnMsg) (txn.Msg, error) {
 	m := txn.Msg{Type: txn.MsgType(p.Type), From: p.From, To: p.To, Read: p.Read, Coordinator: p.Coordinator,
-		OK: p.Ok, Pending: p.Pending, TS: tt.Timestamp(p.Ts)}
+		OK: p.Ok, Pending: p.Pending, TS: tt.Timestamp(p.Ts), Epoch: p.Epoch}
 	if m.Type < txn.MsgPrepare || m.Type > txn.MsgCloseRequest {
 		return m, fmt.Errorf("unknown transaction message type %d", p.Type)
 	}

@@ -155,6 +155,7 @@ func (s *Server) install(p node.Placement) error {
 		}
 		d := s.cfg.GroupDefaults
 		cfg.CompactAfter, cfg.CompactKeep, cfg.InboxSize, cfg.RequestQueue, cfg.Txn = d.CompactAfter, d.CompactKeep, d.InboxSize, d.RequestQueue, d.Txn
+		cfg.Preferred = p.Preferred(sh)
 		if _, err := s.node.AddGroup(cfg); err != nil {
 			return err
 		}
@@ -330,7 +331,7 @@ func (s *Server) Read(ctx context.Context, r *meridianpb.ReadRequest) (*meridian
 	if err != nil {
 		return nil, err
 	}
-	req := txn.Request{Kind: txn.ReqRead, Txn: meta}
+	req := txn.Request{Kind: txn.ReqRead, Txn: meta, Epoch: r.Epoch}
 	if err := spanInto(r.Span, &req); err != nil {
 		return nil, err
 	}
@@ -338,11 +339,14 @@ func (s *Server) Read(ctx context.Context, r *meridianpb.ReadRequest) (*meridian
 	if err != nil {
 		return nil, err
 	}
+	if err := spanInGroup(&req, g.ID(), g.Config().Start, g.Config().End); err != nil {
+		return nil, err
+	}
 	rep, err := s.do(ctx, g, req)
 	if err != nil {
 		return nil, err
 	}
-	return &meridianpb.ReadResponse{Kvs: kvsToPB(rep.KVs), Priority: int64(rep.Priority)}, nil
+	return &meridianpb.ReadResponse{Kvs: kvsToPB(rep.KVs), Priority: int64(rep.Priority), Epoch: rep.Epoch}, nil
 }
 
 // Commit commits a read-write transaction at its coordinator group.
@@ -365,7 +369,10 @@ func (s *Server) Commit(ctx context.Context, r *meridianpb.CommitRequest) (*meri
 		if err != nil {
 			return nil, err
 		}
-		req.Participants = append(req.Participants, txn.Participant{Group: p.Group, Writes: ws, Read: p.Read})
+		if p.Read && p.Epoch == 0 {
+			return nil, invalid("participant %d read without a lock epoch", p.Group)
+		}
+		req.Participants = append(req.Participants, txn.Participant{Group: p.Group, Writes: ws, Read: p.Read, Epoch: p.Epoch})
 	}
 	if !seen[r.Coordinator] {
 		return nil, invalid("the coordinator group %d is not a participant", r.Coordinator)
@@ -445,6 +452,9 @@ func (s *Server) SnapshotRead(ctx context.Context, r *meridianpb.SnapshotReadReq
 	}
 	g, err := s.group(r.Group)
 	if err != nil {
+		return nil, err
+	}
+	if err := spanInGroup(&req, g.ID(), g.Config().Start, g.Config().End); err != nil {
 		return nil, err
 	}
 	rep, err := s.do(ctx, g, req)

@@ -53,7 +53,8 @@ type ctxn struct {
 	reads   []string // RW: keys to read under locks, in order
 	compute func(vals map[string]ReadObs) []WriteOp
 	vals    map[string]ReadObs
-	next    int // next read
+	epochs  map[uint64]uint64 // group → lock epoch of the reads there
+	next    int               // next read
 	// commit bookkeeping
 	commitSent tt.Timestamp
 	cross      bool
@@ -147,7 +148,7 @@ func (s *txnSim) think(c *tclient) {
 }
 
 func (s *txnSim) newTxn(c *tclient, kind TxnKind, label string) *ctxn {
-	t := &ctxn{c: c, vals: map[string]ReadObs{}}
+	t := &ctxn{c: c, vals: map[string]ReadObs{}, epochs: map[uint64]uint64{}}
 	t.rec = TxnRecord{ID: fmt.Sprintf("c%d-%d-%s", c.id, c.seq, label), Kind: kind, Invoke: s.loop.Now()}
 	t.meta = txn.Meta{ID: txn.TxnID{Hi: uint64(c.id + 1), Lo: uint64(c.seq)<<8 | 1}}
 	c.cur = t
@@ -210,7 +211,7 @@ func (s *txnSim) retryRW(t *ctxn) {
 	}
 	t.epoch++
 	t.meta.ID.Lo = t.meta.ID.Lo&^0xff | uint64(t.attempt+1)&0xff
-	t.vals, t.next, t.rec.Reads, t.rec.Writes = map[string]ReadObs{}, 0, nil, nil
+	t.vals, t.epochs, t.next, t.rec.Reads, t.rec.Writes = map[string]ReadObs{}, map[uint64]uint64{}, 0, nil, nil
 	s.loop.After(int64(time.Duration(5+s.rng.IntN(20*t.attempt))*time.Millisecond), func() { s.rwStep(t) })
 }
 
@@ -221,7 +222,7 @@ func (s *txnSim) rwStep(t *ctxn) {
 	if t.next < len(t.reads) {
 		key := t.reads[t.next]
 		sh := s.shardOf(key)
-		s.send(t, sh.id, txn.Request{Kind: txn.ReqRead, Txn: t.meta, Key: []byte(key)}, true, func(r txn.Response) {
+		s.send(t, sh.id, txn.Request{Kind: txn.ReqRead, Txn: t.meta, Key: []byte(key), Epoch: t.epochs[sh.id]}, true, func(r txn.Response) {
 			s.rwFailed(t, r.Err)
 		}, func(kvs []kv.KeyValue, _ tt.Timestamp) {
 			obs := ReadObs{Key: key}
@@ -265,7 +266,8 @@ func (s *txnSim) commit(t *ctxn) {
 		return p
 	}
 	for _, k := range t.reads {
-		part(s.shardOf(k).id).Read = true
+		p := part(s.shardOf(k).id)
+		p.Read, p.Epoch = true, t.epochs[p.Group]
 	}
 	for _, w := range t.rec.Writes {
 		p := part(s.shardOf(w.Key).id)
@@ -644,6 +646,9 @@ func (s *txnSim) answerRead(rep *trep, task txn.ReadTask, kvs []kv.KeyValue, err
 		delete(s.waiting, task.ID)
 		if task.Priority != 0 && cl.t.meta.Priority == 0 {
 			cl.t.meta.Priority = task.Priority
+		}
+		if task.Epoch != 0 && cl.t.epochs != nil && cl.t.epochs[cl.group] == 0 {
+			cl.t.epochs[cl.group] = task.Epoch
 		}
 		if err != nil {
 			cl.onResp(txn.Response{ID: task.ID, Err: err})

@@ -43,6 +43,10 @@ type Request struct {
 	// Commit: the participants (this group among them, with its writes).
 	Participants []Participant
 
+	// Epoch (locking reads): the epoch of the transaction's earlier reads
+	// at this group, zero for its first.
+	Epoch uint64
+
 	// Read-only transactions.
 	TS           tt.Timestamp  // ReqSnapshotRead
 	MaxStaleness time.Duration // ReqStaleRead (or MinTS)
@@ -77,6 +81,7 @@ type ReadTask struct {
 	Reverse         bool
 	TS              tt.Timestamp
 	Priority        tt.Timestamp // for locking reads: the transaction's priority, echoed to the client
+	Epoch           uint64       // for locking reads: the lock epoch the read was answered under
 }
 
 // MsgType is the kind of a message between group leaders.
@@ -129,6 +134,7 @@ type Msg struct {
 	OK          bool
 	Pending     bool
 	TS          tt.Timestamp
+	Epoch       uint64 // Prepare with Read: the epoch of the participant's reads
 }
 
 // Write is one MVCC write to apply at TS.

@@ -276,6 +276,12 @@ func (g *Group) sendMsg(m Msg) {
 	g.out.Msgs = append(g.out.Msgs, m)
 }
 
+// epoch returns the lock epoch of this leadership (zero when not leading).
+func (g *Group) epoch() uint64 {
+	b := g.r.LeaderBallot()
+	return epochOf(b.Round, uint64(b.Replica))
+}
+
 // serving reports whether this replica may serve leader requests now: it
 // holds a valid lease and has applied everything chosen before it led.
 func (g *Group) serving() bool { return g.leading && g.r.Leaseholder(g.now) }
@@ -496,6 +502,11 @@ func (g *Group) lockingRead(req Request) {
 		g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: transaction %s is committing", ErrInvalid, req.Txn.ID)})
 		return
 	}
+	if req.Epoch != 0 && req.Epoch != g.epoch() {
+		g.abortTxn(t, fmt.Sprintf("read locks at group %d were lost with a leader change", g.id))
+		g.respond(Response{ID: req.ID, Err: aborted("%s", t.reason)})
+		return
+	}
 	var lr lockReq
 	if req.Key != nil {
 		if !g.inSpan(req.Key) {
@@ -511,7 +522,7 @@ func (g *Group) lockingRead(req Request) {
 	}
 	t.readHere = true
 	task := ReadTask{ID: req.ID, Key: req.Key, Start: req.Start, End: req.End, Limit: req.Limit, Reverse: req.Reverse,
-		TS: tt.MaxTimestamp, Priority: req.Txn.Priority}
+		TS: tt.MaxTimestamp, Priority: req.Txn.Priority, Epoch: g.epoch()}
 	g.acquire(req.Txn, lr, func() {
 		// Under the lock the latest applied version is the one to read:
 		// every applied write passed commit wait, and prepared writes
@@ -594,7 +605,10 @@ func (g *Group) commit(req Request) {
 		return
 	}
 	t := g.txns[req.Txn.ID]
-	if own.Read && (t == nil || !g.locks.holds(req.Txn.ID) && t.status != stAborted) {
+	if own.Read && (t == nil || own.Epoch != g.epoch() || !g.locks.holds(req.Txn.ID) && t.status != stAborted) {
+		if t != nil {
+			g.abortTxn(t, "read locks lost")
+		}
 		g.respond(Response{ID: req.ID, Err: aborted("read locks at group %d were lost (leader change or timeout)", g.id)})
 		return
 	}
@@ -691,7 +705,7 @@ func (g *Group) sendPrepares(c *coord) {
 		if _, ok := c.votes[p.Group]; ok {
 			continue
 		}
-		g.sendMsg(Msg{Type: MsgPrepare, To: p.Group, Txn: c.meta, Writes: p.Writes, Read: p.Read, Coordinator: g.id})
+		g.sendMsg(Msg{Type: MsgPrepare, To: p.Group, Txn: c.meta, Writes: p.Writes, Read: p.Read, Epoch: p.Epoch, Coordinator: g.id})
 	}
 }
 
@@ -792,7 +806,7 @@ func (g *Group) onPrepare(m Msg) {
 		return
 	}
 	t := g.txns[id]
-	if m.Read && (t == nil || !g.locks.holds(id)) {
+	if m.Read && (t == nil || m.Epoch != g.epoch() || !g.locks.holds(id)) {
 		if t != nil {
 			g.abortTxn(t, "read locks lost before prepare")
 		}

@@ -111,6 +111,11 @@ type answer struct {
 	kvs    []kvPair
 }
 
+type epochKey struct {
+	id    TxnID
+	group uint64
+}
+
 type reqInfo struct {
 	req Request
 	rep *hReplica
@@ -146,8 +151,9 @@ type hCluster struct {
 	nextID   uint64
 	reqs     map[uint64]reqInfo
 	answers  map[uint64]answer
-	arrivals []uint64  // request IDs in the order their answers arrived
-	sent     []sentMsg // every txn Msg sent, in order
+	epochs   map[epochKey]uint64 // lock epoch of each transaction's first read per group
+	arrivals []uint64            // request IDs in the order their answers arrived
+	sent     []sentMsg           // every txn Msg sent, in order
 	prepares map[TxnID][]prepObs
 	trace    strings.Builder
 
@@ -171,7 +177,7 @@ func newCluster(t testing.TB, o hOpts) *hCluster {
 		o.offsets = []time.Duration{0, o.eps / 4, -o.eps / 4}
 	}
 	c := &hCluster{t: t, opts: o, now: hStart, eps: o.eps, reqs: map[uint64]reqInfo{},
-		answers: map[uint64]answer{}, prepares: map[TxnID][]prepObs{}}
+		answers: map[uint64]answer{}, prepares: map[TxnID][]prepObs{}, epochs: map[epochKey]uint64{}}
 	for gid := uint64(1); gid <= uint64(o.groups); gid++ {
 		hg := &hGroup{id: gid}
 		voters := []paxos.ReplicaID{1, 2, 3}
@@ -363,6 +369,12 @@ func (c *hCluster) record(a answer) {
 	}
 	c.answers[a.id] = a
 	c.arrivals = append(c.arrivals, a.id)
+	if a.read && info.req.Kind == ReqRead && a.task.Epoch != 0 {
+		k := epochKey{info.req.Txn.ID, a.rep.g.ID()}
+		if _, seen := c.epochs[k]; !seen {
+			c.epochs[k] = a.task.Epoch
+		}
+	}
 	switch {
 	case a.read:
 		c.tracef("%s read %d at %s: %v", a.rep, a.id, c.rel(a.task.TS), a.kvs)
@@ -584,6 +596,20 @@ func (c *hCluster) send(gid uint64, rep *hReplica, req Request) uint64 {
 	}
 	c.nextID++
 	req.ID = c.nextID
+	// Like a client: carry the lock epoch earlier reads were answered
+	// under, on later reads and on commit.
+	if req.Kind == ReqRead && req.Epoch == 0 {
+		req.Epoch = c.epochs[epochKey{req.Txn.ID, gid}]
+	}
+	if req.Kind == ReqCommit {
+		req.Participants = append([]Participant(nil), req.Participants...)
+		for i := range req.Participants {
+			p := &req.Participants[i]
+			if p.Read && p.Epoch == 0 {
+				p.Epoch = c.epochs[epochKey{req.Txn.ID, p.Group}]
+			}
+		}
+	}
 	iv := c.iv(rep)
 	c.reqs[req.ID] = reqInfo{req: req, rep: rep, at: c.now, iv: iv}
 	c.tracef("request %d kind %d to %s txn %x", req.ID, req.Kind, rep, req.Txn.ID.Lo)

@@ -83,7 +83,17 @@ type Participant struct {
 	// Read: the transaction holds read locks at this group, which must
 	// still be held when it prepares.
 	Read bool
+	// Epoch is the lock epoch its reads here were answered under (see
+	// Epoch); required when Read is set.
+	Epoch uint64
 }
+
+// An epoch names one leadership of a group: the leader's ballot, packed as
+// round<<16 | replica. Locks live in the leader's memory, so a leader
+// change loses them; reads answer with the epoch, and a transaction that
+// read under one epoch and commits (or reads again) under another is
+// aborted instead of committing on reads nobody protected.
+func epochOf(round, replica uint64) uint64 { return round<<16 | replica&0xffff }
 
 // Errors. The runtime maps them to gRPC status codes: ErrAborted → Aborted
 // (the client retries the transaction), ErrNotLeader → Unavailable with a

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,6 +35,7 @@ type startFlags struct {
 	epsilon   time.Duration
 	maxEps    time.Duration
 	drain     time.Duration
+	http      string
 }
 
 func newStartCmd() *cobra.Command {
@@ -65,6 +68,7 @@ then it stops.`,
 	fl.DurationVar(&f.epsilon, "epsilon", 5*time.Millisecond, "assumed ε of the system clock when --ntp is not given")
 	fl.DurationVar(&f.maxEps, "max-epsilon", 100*time.Millisecond, "ε above which the clock counts as unhealthy (the node then neither leads nor votes)")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "how long to wait for leadership hand-off on shutdown")
+	fl.StringVar(&f.http, "http", "", "address for the HTTP server (pprof under /debug/pprof/); empty: none")
 	return cmd
 }
 
@@ -138,6 +142,18 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	srv.Start()
+	if f.http != "" {
+		hl, err := net.Listen("tcp", f.http)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		go func() { _ = http.Serve(hl, mux) }()
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), "node %d started\n  region:   %s\n  listen:   %s (advertised %s)\n  data dir: %s\n  clock:    %s\n  initialized: %v\n",
 		id, f.region, lis.Addr(), f.advertise, f.dataDir, describeClock(clock), srv.Initialized())
 	select {

@@ -284,10 +284,14 @@ func (x *KeySpan) GetReverse() bool {
 }
 
 type ReadRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
-	Txn           *TxnMeta               `protobuf:"bytes,2,opt,name=txn,proto3" json:"txn,omitempty"`
-	Span          *KeySpan               `protobuf:"bytes,3,opt,name=span,proto3" json:"span,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Txn   *TxnMeta               `protobuf:"bytes,2,opt,name=txn,proto3" json:"txn,omitempty"`
+	Span  *KeySpan               `protobuf:"bytes,3,opt,name=span,proto3" json:"span,omitempty"`
+	// The lock epoch of the transaction's earlier reads at this group (0 for
+	// its first): a leader change in between aborts the transaction, whose
+	// locks were lost.
+	Epoch         uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,11 +347,19 @@ func (x *ReadRequest) GetSpan() *KeySpan {
 	return nil
 }
 
+func (x *ReadRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type ReadResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kvs           []*KeyValue            `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
 	ReadTs        int64                  `protobuf:"varint,2,opt,name=read_ts,json=readTs,proto3" json:"read_ts,omitempty"` // the timestamp read at (snapshot reads)
 	Priority      int64                  `protobuf:"varint,3,opt,name=priority,proto3" json:"priority,omitempty"`           // the transaction's priority as assigned (locking reads)
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`                 // the lock epoch the locking read was answered under
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -403,11 +415,19 @@ func (x *ReadResponse) GetPriority() int64 {
 	return 0
 }
 
+func (x *ReadResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type Participant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
 	Writes        []*Mutation            `protobuf:"bytes,2,rep,name=writes,proto3" json:"writes,omitempty"`
-	Read          bool                   `protobuf:"varint,3,opt,name=read,proto3" json:"read,omitempty"` // the transaction holds read locks there
+	Read          bool                   `protobuf:"varint,3,opt,name=read,proto3" json:"read,omitempty"`   // the transaction holds read locks there
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"` // the lock epoch its reads there were answered under
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,6 +481,13 @@ func (x *Participant) GetRead() bool {
 		return x.Read
 	}
 	return false
+}
+
+func (x *Participant) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 type CommitRequest struct {
@@ -1394,6 +1421,7 @@ type TxnMsg struct {
 	Ok            bool                   `protobuf:"varint,8,opt,name=ok,proto3" json:"ok,omitempty"`
 	Pending       bool                   `protobuf:"varint,9,opt,name=pending,proto3" json:"pending,omitempty"`
 	Ts            int64                  `protobuf:"varint,10,opt,name=ts,proto3" json:"ts,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,11,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1494,6 +1522,13 @@ func (x *TxnMsg) GetPending() bool {
 func (x *TxnMsg) GetTs() int64 {
 	if x != nil {
 		return x.Ts
+	}
+	return 0
+}
+
+func (x *TxnMsg) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
 	}
 	return 0
 }
@@ -2189,19 +2224,22 @@ const file_meridian_proto_rawDesc = "" +
 	"\x03end\x18\x03 \x01(\fR\x03end\x12#\n" +
 	"\rend_unbounded\x18\x04 \x01(\bR\fendUnbounded\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\x05R\x05limit\x12\x18\n" +
-	"\areverse\x18\x06 \x01(\bR\areverse\"u\n" +
+	"\areverse\x18\x06 \x01(\bR\areverse\"\x8b\x01\n" +
 	"\vReadRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\x04R\x05group\x12&\n" +
 	"\x03txn\x18\x02 \x01(\v2\x14.meridian.v1.TxnMetaR\x03txn\x12(\n" +
-	"\x04span\x18\x03 \x01(\v2\x14.meridian.v1.KeySpanR\x04span\"l\n" +
+	"\x04span\x18\x03 \x01(\v2\x14.meridian.v1.KeySpanR\x04span\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"\x82\x01\n" +
 	"\fReadResponse\x12'\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x15.meridian.v1.KeyValueR\x03kvs\x12\x17\n" +
 	"\aread_ts\x18\x02 \x01(\x03R\x06readTs\x12\x1a\n" +
-	"\bpriority\x18\x03 \x01(\x03R\bpriority\"f\n" +
+	"\bpriority\x18\x03 \x01(\x03R\bpriority\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"|\n" +
 	"\vParticipant\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\x04R\x05group\x12-\n" +
 	"\x06writes\x18\x02 \x03(\v2\x15.meridian.v1.MutationR\x06writes\x12\x12\n" +
-	"\x04read\x18\x03 \x01(\bR\x04read\"\x97\x01\n" +
+	"\x04read\x18\x03 \x01(\bR\x04read\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"\x97\x01\n" +
 	"\rCommitRequest\x12 \n" +
 	"\vcoordinator\x18\x01 \x01(\x04R\vcoordinator\x12&\n" +
 	"\x03txn\x18\x02 \x01(\v2\x14.meridian.v1.TxnMetaR\x03txn\x12<\n" +
@@ -2262,7 +2300,7 @@ const file_meridian_proto_rawDesc = "" +
 	"\blease_ns\x18\x04 \x01(\x03R\aleaseNs\" \n" +
 	"\n" +
 	"PaxosBatch\x12\x12\n" +
-	"\x04msgs\x18\x01 \x03(\fR\x04msgs\"\x87\x02\n" +
+	"\x04msgs\x18\x01 \x03(\fR\x04msgs\"\x9d\x02\n" +
 	"\x06TxnMsg\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\rR\x04type\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
@@ -2274,7 +2312,8 @@ const file_meridian_proto_rawDesc = "" +
 	"\x02ok\x18\b \x01(\bR\x02ok\x12\x18\n" +
 	"\apending\x18\t \x01(\bR\apending\x12\x0e\n" +
 	"\x02ts\x18\n" +
-	" \x01(\x03R\x02ts\"P\n" +
+	" \x01(\x03R\x02ts\x12\x14\n" +
+	"\x05epoch\x18\v \x01(\x04R\x05epoch\"P\n" +
 	"\bTxnBatch\x12'\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x13.meridian.v1.TxnMsgR\x04msgs\x12\x1b\n" +
 	"\tfrom_node\x18\x02 \x01(\x04R\bfromNode\"\x05\n" +
