@@ -39,6 +39,12 @@ type CommitResult struct {
 	// CommitWait is how long the commit record, chosen, waited for
 	// TT.after(Timestamp): the commit wait the client saw.
 	CommitWait time.Duration
+	// Locks, Prepare and Paxos break the rest of the coordinator's time
+	// down: waiting for its write locks, the two-phase-commit prepare round
+	// (zero for single-group commits), the commit record's Paxos round.
+	Locks, Prepare, Paxos time.Duration
+	// Participants is how many groups took part.
+	Participants int
 	// Attempts is how many times the function ran.
 	Attempts int
 }
@@ -205,7 +211,9 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 			return err
 		})
 		if err == nil {
-			return CommitResult{Timestamp: resp.CommitTs, CommitWait: time.Duration(resp.CommitWaitExposedNs)}, nil
+			return CommitResult{Timestamp: resp.CommitTs, CommitWait: time.Duration(resp.CommitWaitExposedNs),
+				Locks: time.Duration(resp.LocksNs), Prepare: time.Duration(resp.PrepareNs), Paxos: time.Duration(resp.PaxosNs),
+				Participants: len(req.Participants)}, nil
 		}
 		if errors.Is(err, ErrAborted) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrFailedPrecondition) {
 			return CommitResult{}, err
@@ -248,11 +256,15 @@ func (c *Client) Apply(ctx context.Context, ms []Mutation) (CommitResult, error)
 // ReadOnlyTransaction reads a consistent snapshot without locks. All its
 // reads share one timestamp, chosen by the first read per its bound.
 type ReadOnlyTransaction struct {
-	c      *Client
-	bound  TimestampBound
-	ts     int64
-	single bool
+	c        *Client
+	bound    TimestampBound
+	ts       int64
+	single   bool
+	servedBy uint64
 }
+
+// ServedBy returns the node that served the transaction's last read.
+func (ro *ReadOnlyTransaction) ServedBy() uint64 { return ro.servedBy }
 
 // Single returns a single-use strong read-only transaction (one read).
 func (c *Client) Single() *ReadOnlyTransaction {
@@ -355,6 +367,7 @@ func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo
 	if ro.ts == 0 {
 		ro.ts = resp.ReadTs
 	}
+	ro.servedBy = resp.ServedBy
 	return kvsFromPB(resp.Kvs), nil
 }
 

@@ -107,7 +107,7 @@ type Group struct {
 	done    chan struct{}
 
 	nextID  uint64
-	waiting map[uint64]chan Reply
+	waiting map[uint64]waiter
 
 	// Leadership preference: when this replica became leader, and when it
 	// last tried to hand leadership to the preferred replica.
@@ -166,7 +166,7 @@ func newGroup(n *Node, cfg GroupConfig) (*Group, error) {
 		calls:   make(chan func(), 64),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
-		waiting: map[uint64]chan Reply{},
+		waiting: map[uint64]waiter{},
 	}
 	g.publish()
 	return g, nil
@@ -314,20 +314,32 @@ func (g *Group) drain() {
 	}
 }
 
+// waiter is a request in the group, waiting for its reply.
+type waiter struct {
+	ch    chan Reply
+	kind  txn.ReqKind
+	start time.Time
+	parts int
+}
+
 func (g *Group) handle(r request) {
 	g.nextID++
 	r.req.ID = g.nextID
-	g.waiting[r.req.ID] = r.reply
+	g.waiting[r.req.ID] = waiter{ch: r.reply, kind: r.req.Kind, start: time.Now(), parts: len(r.req.Participants)}
 	g.t.Handle(g.now(), r.req)
 }
 
 func (g *Group) reply(id uint64, rep Reply) {
-	ch := g.waiting[id]
-	if ch == nil {
+	w, ok := g.waiting[id]
+	if !ok {
 		return
 	}
 	delete(g.waiting, id)
-	ch <- rep
+	if w.kind == txn.ReqCommit {
+		g.node.recordCommit(CommitTrace{Group: g.cfg.Group, Start: w.start, Took: time.Since(w.start), TS: rep.TS,
+			Participants: w.parts, Phases: rep.Phases, Err: rep.Err})
+	}
+	w.ch <- rep
 }
 
 // sleep returns how long to wait before the next tick: until the clock's
@@ -453,8 +465,8 @@ func splitEarly(msgs []paxos.Message) (early, late []paxos.Message) {
 }
 
 func (g *Group) failAll(err error) {
-	for id, ch := range g.waiting {
-		ch <- Reply{Response: txn.Response{ID: id, Err: err}}
+	for id, w := range g.waiting {
+		w.ch <- Reply{Response: txn.Response{ID: id, Err: err}}
 		delete(g.waiting, id)
 	}
 	for {

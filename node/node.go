@@ -41,6 +41,43 @@ type Node struct {
 	leaders   map[uint64]NodeID // group → the node this node believes leads it
 	placement *Placement
 	draining  bool
+
+	traceMu sync.Mutex
+	traces  []CommitTrace // ring of the last commits coordinated here
+	traceAt int
+}
+
+// CommitTrace is one commit this node coordinated, for the /debug/txn page.
+type CommitTrace struct {
+	Group        uint64
+	Start        time.Time     // when the request reached the group
+	Took         time.Duration // until the answer left
+	TS           tt.Timestamp
+	Participants int
+	Phases       txn.Phases
+	Err          error
+}
+
+const maxTraces = 200
+
+func (n *Node) recordCommit(t CommitTrace) {
+	n.traceMu.Lock()
+	defer n.traceMu.Unlock()
+	if len(n.traces) < maxTraces {
+		n.traces = append(n.traces, t)
+		return
+	}
+	n.traces[n.traceAt] = t
+	n.traceAt = (n.traceAt + 1) % maxTraces
+}
+
+// RecentCommits returns the last commits coordinated here, oldest first.
+func (n *Node) RecentCommits() []CommitTrace {
+	n.traceMu.Lock()
+	defer n.traceMu.Unlock()
+	out := make([]CommitTrace, 0, len(n.traces))
+	out = append(out, n.traces[n.traceAt:]...)
+	return append(out, n.traces[:n.traceAt]...)
 }
 
 // New returns a node with no groups.

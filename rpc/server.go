@@ -346,7 +346,7 @@ func (s *Server) Read(ctx context.Context, r *meridianpb.ReadRequest) (*meridian
 	if err != nil {
 		return nil, err
 	}
-	return &meridianpb.ReadResponse{Kvs: kvsToPB(rep.KVs), Priority: int64(rep.Priority), Epoch: rep.Epoch}, nil
+	return &meridianpb.ReadResponse{Kvs: kvsToPB(rep.KVs), Priority: int64(rep.Priority), Epoch: rep.Epoch, ServedBy: uint64(s.cfg.Self.ID)}, nil
 }
 
 // Commit commits a read-write transaction at its coordinator group.
@@ -398,7 +398,8 @@ func (s *Server) Commit(ctx context.Context, r *meridianpb.CommitRequest) (*meri
 	if err != nil {
 		return nil, err
 	}
-	return &meridianpb.CommitResponse{CommitTs: int64(rep.TS), CommitWaitExposedNs: int64(rep.CommitWait)}, nil
+	return &meridianpb.CommitResponse{CommitTs: int64(rep.TS), CommitWaitExposedNs: int64(rep.CommitWait),
+		LocksNs: int64(rep.Phases.Locks), PrepareNs: int64(rep.Phases.Prepare), PaxosNs: int64(rep.Phases.Paxos)}, nil
 }
 
 // Rollback releases a transaction's locks at one group.
@@ -461,7 +462,7 @@ func (s *Server) SnapshotRead(ctx context.Context, r *meridianpb.SnapshotReadReq
 	if err != nil {
 		return nil, err
 	}
-	return &meridianpb.ReadResponse{Kvs: kvsToPB(rep.KVs), ReadTs: int64(rep.ReadTS)}, nil
+	return &meridianpb.ReadResponse{Kvs: kvsToPB(rep.KVs), ReadTs: int64(rep.ReadTS), ServedBy: uint64(s.cfg.Self.ID)}, nil
 }
 
 // StrongTimestamp picks a strong read-only transaction's timestamp.

@@ -69,6 +69,8 @@ type Response struct {
 	// CommitWait is the exposed commit wait: how long the commit record
 	// waited, chosen, for TT.after(s).
 	CommitWait time.Duration
+	// Phases breaks a commit's time at the coordinator down (by its clock).
+	Phases Phases
 	// Hint names the replica this replica believes leads (ErrNotLeader).
 	Hint paxos.ReplicaID
 }
@@ -169,3 +171,11 @@ type Ready struct {
 // MetaPrefix is the prefix of every meta record the transaction layer
 // keeps for a group; the runtime passes them back to Restore.
 var MetaPrefix = []byte("txn/")
+
+// Phases is where a commit's time went at its coordinator: waiting for its
+// own write locks, the prepare round (Prepare sent to the last vote in; zero
+// for single-group commits), the Paxos round of the commit record, and the
+// exposed commit wait after it was chosen.
+type Phases struct {
+	Locks, Prepare, Paxos, CommitWait time.Duration
+}

@@ -77,6 +77,9 @@ type coord struct {
 	deadline tt.Timestamp
 	lastSend tt.Timestamp
 	phase    coordPhase
+	// Timing (by this replica's clock's earliest): request arrival, own
+	// locks taken, votes all in, commit record proposed.
+	started, locked, voted, proposed tt.Timestamp
 }
 
 type coordPhase uint8
@@ -630,7 +633,7 @@ func (g *Group) commit(req Request) {
 		return
 	}
 	c := &coord{meta: req.Txn, reqs: []uint64{req.ID}, own: own, votes: map[uint64]tt.Timestamp{},
-		deadline: g.now.Earliest.Add(g.cfg.CommitTimeout)}
+		deadline: g.now.Earliest.Add(g.cfg.CommitTimeout), started: g.now.Earliest}
 	for _, p := range req.Participants {
 		if p.Group != g.id {
 			c.parts = append(c.parts, p)
@@ -640,6 +643,7 @@ func (g *Group) commit(req Request) {
 	t.status = stCommitting
 	g.acquire(req.Txn, lockReq{exclusive: true, keys: writeKeys(own.Writes)}, func() {
 		c.phase = cpVoting
+		c.locked = g.now.Earliest
 		g.sendPrepares(c)
 	}, func(err error) { g.abortCoord(c, err.Error()) })
 }
@@ -649,12 +653,16 @@ func (g *Group) commitWait() bool { return !g.cfg.Bugs.NoCommitWait }
 func (g *Group) commitSingle(req Request, t *txnState, writes []Mutation) {
 	t.status = stCommitting
 	t.reqs = append(t.reqs, req.ID)
+	started := g.now.Earliest
 	g.acquire(req.Txn, lockReq{exclusive: true, keys: writeKeys(writes)}, func() {
 		rec := record{kind: recCommit, txn: req.Txn, writes: writes}
 		t.logged = true
+		proposed := g.now.Earliest
 		g.propose(rec, 0, g.commitWait(), func(a paxos.Applied) {
+			ph := Phases{Locks: proposed.Sub(started), CommitWait: a.CommitWaited,
+				Paxos: max(0, g.now.Earliest.Sub(proposed)-a.CommitWaited)}
 			for _, id := range t.reqs {
-				g.respond(Response{ID: id, TS: a.TS, CommitWait: a.CommitWaited})
+				g.respond(Response{ID: id, TS: a.TS, CommitWait: a.CommitWaited, Phases: ph})
 			}
 			t.reqs = nil
 		}, func(err error) {
@@ -729,6 +737,7 @@ func (g *Group) onVote(m Msg) {
 		maxPrep = max(maxPrep, ts)
 	}
 	c.phase = cpCommitting
+	c.voted, c.proposed = g.now.Earliest, g.now.Earliest
 	if t := g.txns[c.meta.ID]; t != nil {
 		t.logged = true
 	}
@@ -907,8 +916,10 @@ func (g *Group) applyEntry(a paxos.Applied) {
 			c := g.coords[rec.txn.ID]
 			delete(g.coords, rec.txn.ID)
 			if c != nil {
+				ph := Phases{Locks: c.locked.Sub(c.started), Prepare: c.voted.Sub(c.locked), CommitWait: a.CommitWaited}
+				ph.Paxos = max(0, g.now.Earliest.Sub(c.proposed)-a.CommitWaited)
 				for _, req := range c.reqs {
-					g.respond(Response{ID: req, TS: a.TS, CommitWait: a.CommitWaited})
+					g.respond(Response{ID: req, TS: a.TS, CommitWait: a.CommitWaited, Phases: ph})
 				}
 			}
 			for _, p := range rec.participants {

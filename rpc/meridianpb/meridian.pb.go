@@ -357,9 +357,10 @@ func (x *ReadRequest) GetEpoch() uint64 {
 type ReadResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kvs           []*KeyValue            `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
-	ReadTs        int64                  `protobuf:"varint,2,opt,name=read_ts,json=readTs,proto3" json:"read_ts,omitempty"` // the timestamp read at (snapshot reads)
-	Priority      int64                  `protobuf:"varint,3,opt,name=priority,proto3" json:"priority,omitempty"`           // the transaction's priority as assigned (locking reads)
-	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`                 // the lock epoch the locking read was answered under
+	ReadTs        int64                  `protobuf:"varint,2,opt,name=read_ts,json=readTs,proto3" json:"read_ts,omitempty"`       // the timestamp read at (snapshot reads)
+	Priority      int64                  `protobuf:"varint,3,opt,name=priority,proto3" json:"priority,omitempty"`                 // the transaction's priority as assigned (locking reads)
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`                       // the lock epoch the locking read was answered under
+	ServedBy      uint64                 `protobuf:"varint,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"` // the node that served the read
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +419,13 @@ func (x *ReadResponse) GetPriority() int64 {
 func (x *ReadResponse) GetEpoch() uint64 {
 	if x != nil {
 		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ReadResponse) GetServedBy() uint64 {
+	if x != nil {
+		return x.ServedBy
 	}
 	return 0
 }
@@ -555,8 +563,13 @@ type CommitResponse struct {
 	CommitTs int64                  `protobuf:"varint,1,opt,name=commit_ts,json=commitTs,proto3" json:"commit_ts,omitempty"`
 	// How long the commit record, chosen, waited for TT.after(commit_ts).
 	CommitWaitExposedNs int64 `protobuf:"varint,2,opt,name=commit_wait_exposed_ns,json=commitWaitExposedNs,proto3" json:"commit_wait_exposed_ns,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Where the time went at the coordinator: its own locks, the prepare
+	// round (two-phase commit), the commit record's Paxos round.
+	LocksNs       int64 `protobuf:"varint,3,opt,name=locks_ns,json=locksNs,proto3" json:"locks_ns,omitempty"`
+	PrepareNs     int64 `protobuf:"varint,4,opt,name=prepare_ns,json=prepareNs,proto3" json:"prepare_ns,omitempty"`
+	PaxosNs       int64 `protobuf:"varint,5,opt,name=paxos_ns,json=paxosNs,proto3" json:"paxos_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommitResponse) Reset() {
@@ -599,6 +612,27 @@ func (x *CommitResponse) GetCommitTs() int64 {
 func (x *CommitResponse) GetCommitWaitExposedNs() int64 {
 	if x != nil {
 		return x.CommitWaitExposedNs
+	}
+	return 0
+}
+
+func (x *CommitResponse) GetLocksNs() int64 {
+	if x != nil {
+		return x.LocksNs
+	}
+	return 0
+}
+
+func (x *CommitResponse) GetPrepareNs() int64 {
+	if x != nil {
+		return x.PrepareNs
+	}
+	return 0
+}
+
+func (x *CommitResponse) GetPaxosNs() int64 {
+	if x != nil {
+		return x.PaxosNs
 	}
 	return 0
 }
@@ -2229,12 +2263,13 @@ const file_meridian_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\x04R\x05group\x12&\n" +
 	"\x03txn\x18\x02 \x01(\v2\x14.meridian.v1.TxnMetaR\x03txn\x12(\n" +
 	"\x04span\x18\x03 \x01(\v2\x14.meridian.v1.KeySpanR\x04span\x12\x14\n" +
-	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"\x82\x01\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"\x9f\x01\n" +
 	"\fReadResponse\x12'\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x15.meridian.v1.KeyValueR\x03kvs\x12\x17\n" +
 	"\aread_ts\x18\x02 \x01(\x03R\x06readTs\x12\x1a\n" +
 	"\bpriority\x18\x03 \x01(\x03R\bpriority\x12\x14\n" +
-	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"|\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x1b\n" +
+	"\tserved_by\x18\x05 \x01(\x04R\bservedBy\"|\n" +
 	"\vParticipant\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\x04R\x05group\x12-\n" +
 	"\x06writes\x18\x02 \x03(\v2\x15.meridian.v1.MutationR\x06writes\x12\x12\n" +
@@ -2243,10 +2278,14 @@ const file_meridian_proto_rawDesc = "" +
 	"\rCommitRequest\x12 \n" +
 	"\vcoordinator\x18\x01 \x01(\x04R\vcoordinator\x12&\n" +
 	"\x03txn\x18\x02 \x01(\v2\x14.meridian.v1.TxnMetaR\x03txn\x12<\n" +
-	"\fparticipants\x18\x03 \x03(\v2\x18.meridian.v1.ParticipantR\fparticipants\"b\n" +
+	"\fparticipants\x18\x03 \x03(\v2\x18.meridian.v1.ParticipantR\fparticipants\"\xb7\x01\n" +
 	"\x0eCommitResponse\x12\x1b\n" +
 	"\tcommit_ts\x18\x01 \x01(\x03R\bcommitTs\x123\n" +
-	"\x16commit_wait_exposed_ns\x18\x02 \x01(\x03R\x13commitWaitExposedNs\"O\n" +
+	"\x16commit_wait_exposed_ns\x18\x02 \x01(\x03R\x13commitWaitExposedNs\x12\x19\n" +
+	"\blocks_ns\x18\x03 \x01(\x03R\alocksNs\x12\x1d\n" +
+	"\n" +
+	"prepare_ns\x18\x04 \x01(\x03R\tprepareNs\x12\x19\n" +
+	"\bpaxos_ns\x18\x05 \x01(\x03R\apaxosNs\"O\n" +
 	"\x0fRollbackRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\x04R\x05group\x12&\n" +
 	"\x03txn\x18\x02 \x01(\v2\x14.meridian.v1.TxnMetaR\x03txn\"\x12\n" +
