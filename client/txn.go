@@ -375,6 +375,9 @@ func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo
 // stopping at limit.
 func scanShards(ctx context.Context, c *Client, start, end []byte, limit int, reverse bool,
 	read func(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan) ([]KeyValue, error)) ([]KeyValue, error) {
+	if end != nil && string(start) >= string(end) {
+		return nil, nil // an empty range (the server refuses to scan one)
+	}
 	shards := c.shardsOf(start, end)
 	if reverse {
 		slices.Reverse(shards)

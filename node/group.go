@@ -42,8 +42,10 @@ type GroupConfig struct {
 	// Txn tunes the transaction layer.
 	Txn txn.Config
 	// Preferred is the replica that should lead when it can (a voter in
-	// the shard's home region); a leader elsewhere hands leadership to it.
+	// the shard's home region, Home); a leader outside Home hands
+	// leadership to it.
 	Preferred paxos.ReplicaID
+	Home      string
 }
 
 func (c *GroupConfig) fill() {
@@ -335,6 +337,17 @@ func (g *Group) reply(id uint64, rep Reply) {
 		return
 	}
 	delete(g.waiting, id)
+	if m := g.node.met; m != nil {
+		outcome := "ok"
+		switch {
+		case errors.Is(rep.Err, txn.ErrAborted):
+			outcome = "aborted"
+			m.Aborts.Inc()
+		case rep.Err != nil:
+			outcome = "error"
+		}
+		m.Requests.WithLabelValues(kindName(w.kind), outcome).Inc()
+	}
 	if w.kind == txn.ReqCommit {
 		g.node.recordCommit(CommitTrace{Group: g.cfg.Group, Start: w.start, Took: time.Since(w.start), TS: rep.TS,
 			Participants: w.parts, Phases: rep.Phases, Err: rep.Err})
@@ -376,6 +389,10 @@ func (g *Group) handleReady() error {
 		}
 		if synced {
 			g.syncs.Add(1)
+			if m := g.node.met; m != nil {
+				m.Fsyncs.Inc()
+				m.PaxosBatch.Observe(float64(len(rd.Entries)))
+			}
 		}
 		g.node.sendPaxos(g, late)
 		if err := txnkv.Apply(g.node.eng, g.store, g.cfg.Group, &rd); err != nil {
@@ -408,6 +425,9 @@ func (g *Group) handleReady() error {
 	g.publish()
 	if lead := g.IsLeader(); lead != wasLeader {
 		g.log.Info("leadership changed", "leader", lead, "ballot", g.Status().Paxos.Promised)
+		if m := g.node.met; m != nil {
+			m.LeaderChanges.Inc()
+		}
 		if lead {
 			g.leaderSince = time.Now()
 		}
@@ -421,7 +441,7 @@ func (g *Group) handleReady() error {
 // ten leases so that an unreachable preferred replica costs little.
 func (g *Group) maybeTransfer() {
 	p := g.cfg.Preferred
-	if p == 0 || p == g.cfg.Replica || !g.IsLeader() || g.node.Draining() {
+	if p == 0 || p == g.cfg.Replica || g.node.region == g.cfg.Home || !g.IsLeader() || g.node.Draining() {
 		return
 	}
 	now := time.Now()
@@ -544,4 +564,22 @@ func (g *Group) Stop() {
 		close(g.stop)
 	})
 	<-g.done
+}
+
+func kindName(k txn.ReqKind) string {
+	switch k {
+	case txn.ReqRead:
+		return "read"
+	case txn.ReqCommit:
+		return "commit"
+	case txn.ReqRollback:
+		return "rollback"
+	case txn.ReqStrongTS:
+		return "strong_ts"
+	case txn.ReqSnapshotRead:
+		return "snapshot_read"
+	case txn.ReqStaleRead:
+		return "stale_read"
+	}
+	return "other"
 }

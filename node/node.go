@@ -24,6 +24,8 @@ type Config struct {
 	Clock     tt.Clock
 	Transport Transport
 	Logger    *slog.Logger
+	// Metrics, when set, receive the node's measurements.
+	Metrics *Metrics
 }
 
 // Node hosts replicas of many groups on one Pebble engine and routes
@@ -35,6 +37,7 @@ type Node struct {
 	clock  tt.Clock
 	tr     Transport
 	log    *slog.Logger
+	met    *Metrics
 
 	mu        sync.RWMutex
 	groups    map[uint64]*Group
@@ -61,6 +64,14 @@ type CommitTrace struct {
 const maxTraces = 200
 
 func (n *Node) recordCommit(t CommitTrace) {
+	if m := n.met; m != nil && t.Err == nil {
+		kind := "single"
+		if t.Participants > 1 {
+			kind = "2pc"
+		}
+		m.CommitLatency.WithLabelValues(kind).Observe(t.Took.Seconds())
+		m.CommitWait.Observe(t.Phases.CommitWait.Seconds())
+	}
 	n.traceMu.Lock()
 	defer n.traceMu.Unlock()
 	if len(n.traces) < maxTraces {
@@ -88,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Node{id: cfg.ID, region: cfg.Region, eng: cfg.Engine, clock: cfg.Clock, tr: cfg.Transport,
+	return &Node{id: cfg.ID, region: cfg.Region, eng: cfg.Engine, clock: cfg.Clock, tr: cfg.Transport, met: cfg.Metrics,
 		log: cfg.Logger.With("node", cfg.ID), groups: map[uint64]*Group{}, leaders: map[uint64]NodeID{}}, nil
 }
 

@@ -43,10 +43,12 @@ func (s ShardInfo) Contains(key []byte) bool {
 
 // Placement is the cluster's map, written once at init.
 type Placement struct {
-	Regions []string
-	Nodes   []NodeInfo
-	Shards  []ShardInfo
-	Lease   time.Duration
+	// ClusterID is drawn at init; nodes of another cluster are refused.
+	ClusterID string
+	Regions   []string
+	Nodes     []NodeInfo
+	Shards    []ShardInfo
+	Lease     time.Duration
 }
 
 // Placement policies.

@@ -185,7 +185,7 @@ func txnMsgFromPB(p *meridianpb.TxnMsg) (txn.Msg, error) {
 
 // PlacementToPB converts a placement for the wire.
 func PlacementToPB(p node.Placement) *meridianpb.Placement {
-	out := &meridianpb.Placement{Regions: p.Regions, LeaseNs: int64(p.Lease)}
+	out := &meridianpb.Placement{Regions: p.Regions, LeaseNs: int64(p.Lease), ClusterId: p.ClusterID}
 	for _, n := range p.Nodes {
 		out.Nodes = append(out.Nodes, &meridianpb.NodeInfo{Id: uint64(n.ID), Region: n.Region, Addr: n.Addr})
 	}
@@ -204,7 +204,7 @@ func PlacementFromPB(p *meridianpb.Placement) (node.Placement, error) {
 	if p == nil {
 		return node.Placement{}, fmt.Errorf("missing placement")
 	}
-	out := node.Placement{Regions: p.Regions, Lease: time.Duration(p.LeaseNs)}
+	out := node.Placement{Regions: p.Regions, Lease: time.Duration(p.LeaseNs), ClusterID: p.ClusterId}
 	for _, n := range p.Nodes {
 		out.Nodes = append(out.Nodes, node.NodeInfo{ID: node.NodeID(n.Id), Region: n.Region, Addr: n.Addr})
 	}
@@ -223,6 +223,9 @@ func PlacementFromPB(p *meridianpb.Placement) (node.Placement, error) {
 	}
 	if out.Lease <= 0 {
 		return out, fmt.Errorf("placement without a lease")
+	}
+	if out.ClusterID == "" {
+		return out, fmt.Errorf("placement without a cluster ID")
 	}
 	return out, nil
 }

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/tt"
 )
@@ -14,9 +16,11 @@ import (
 // DebugHandler serves a node's HTTP pages: /debug/txn (the last
 // transactions this node coordinated, as a timeline of their phases),
 // /debug/cluster (the cluster map: regions, nodes, shards, leaders, ε, safe
-// time) and pprof under /debug/pprof/. Plain server-rendered HTML and SVG.
+// time), Prometheus metrics on /metrics and pprof under /debug/pprof/.
+// Plain server-rendered HTML and SVG.
 func DebugHandler(s *Server) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/txn", s.txnPage)
 	mux.HandleFunc("/debug/cluster", s.clusterPage)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/meridiandb/meridian/kv"
@@ -36,6 +41,22 @@ type ServerConfig struct {
 	// GroupDefaults tunes the groups this node hosts (timeouts, queues);
 	// group identity, span and lease come from the placement.
 	GroupDefaults node.GroupConfig
+	// Registry receives the node's Prometheus metrics (a new one if nil);
+	// DebugHandler serves it on /metrics.
+	Registry *prometheus.Registry
+	// Netem, when set, is the latency simulator the Admin.Netem call
+	// controls (in-process demo clusters).
+	Netem NetemControl
+}
+
+// NetemControl is the latency simulator as the admin API sees it
+// (sim.Netem implements it).
+type NetemControl interface {
+	Partition(a, b string, oneWay bool) error
+	Heal()
+	SetLoss(p float64) error
+	Cuts() []string
+	Loss() float64
 }
 
 // Server is one Meridian node as the network sees it: the client API, the
@@ -46,10 +67,12 @@ type Server struct {
 	meridianpb.UnimplementedInternalServer
 	meridianpb.UnimplementedAdminServer
 
-	cfg   ServerConfig
-	node  *node.Node
-	peers *Peers
-	log   *slog.Logger
+	cfg    ServerConfig
+	node   *node.Node
+	peers  *Peers
+	log    *slog.Logger
+	health *health.Server
+	met    *node.Metrics
 
 	mu        sync.RWMutex
 	dir       map[node.NodeID]node.NodeInfo
@@ -70,8 +93,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.Self.ID), dir: map[node.NodeID]node.NodeInfo{cfg.Self.ID: cfg.Self},
 		stop: make(chan struct{})}
 	s.peers = NewPeers(cfg.Self.ID, s.addrOf, cfg.Dial, s.log)
+	if s.cfg.Registry == nil {
+		s.cfg.Registry = prometheus.NewRegistry()
+	}
+	s.met = node.NewMetrics(s.cfg.Registry)
+	s.health = health.NewServer()
 	n, err := node.New(node.Config{ID: cfg.Self.ID, Region: cfg.Self.Region, Engine: cfg.Engine, Clock: cfg.Clock,
-		Transport: s.peers, Logger: cfg.Logger})
+		Transport: s.peers, Logger: cfg.Logger, Metrics: s.met})
 	if err != nil {
 		return nil, err
 	}
@@ -92,11 +120,45 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 // Node returns the runtime.
 func (s *Server) Node() *node.Node { return s.node }
 
-// Register attaches the services to a gRPC server.
+// Register attaches the services to a gRPC server, with gRPC health
+// (grpc.health.v1: NOT_SERVING while the clock is unhealthy or the node
+// drains) and server reflection (grpcurl works).
 func (s *Server) Register(gs *grpc.Server) {
 	meridianpb.RegisterMeridianServer(gs, s)
 	meridianpb.RegisterInternalServer(gs, s)
 	meridianpb.RegisterAdminServer(gs, s)
+	healthpb.RegisterHealthServer(gs, s.health)
+	reflection.Register(gs)
+}
+
+// Registry returns the Prometheus registry the node's metrics are on.
+func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }
+
+// watchHealth keeps the health status and the ε gauge current.
+func (s *Server) watchHealth() {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st := healthpb.HealthCheckResponse_SERVING
+		iv, err := s.cfg.Clock.Now()
+		if err != nil {
+			s.met.Epsilon.Set(math.NaN())
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		} else {
+			s.met.Epsilon.Set(iv.Epsilon().Seconds())
+		}
+		if s.node.Draining() {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		s.health.SetServingStatus("", st)
+		s.health.SetServingStatus(meridianpb.Meridian_ServiceDesc.ServiceName, st)
+		select {
+		case <-s.stop:
+			s.health.Shutdown()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Placement returns the placement (ok false before init).
@@ -107,6 +169,16 @@ func (s *Server) Placement() (node.Placement, bool) {
 		return node.Placement{}, false
 	}
 	return *s.placement, true
+}
+
+// clusterID returns the cluster's ID ("" before init).
+func (s *Server) clusterID() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.placement == nil {
+		return ""
+	}
+	return s.placement.ClusterID
 }
 
 // Initialized reports whether the node has a placement.
@@ -132,6 +204,11 @@ func (s *Server) addrOf(id node.NodeID) string {
 // install adopts a placement: persists it (if new) and starts this node's
 // replicas.
 func (s *Server) install(p node.Placement) error {
+	if _, ok := p.Node(s.cfg.Self.ID); !ok {
+		// Not ours: written for another cluster (reached at a reused
+		// address, or a wrong --join).
+		return fmt.Errorf("%w: the placement of cluster %s does not include node %d", errForeignPlacement, p.ClusterID, s.cfg.Self.ID)
+	}
 	s.mu.Lock()
 	if s.placement != nil {
 		s.mu.Unlock()
@@ -155,7 +232,7 @@ func (s *Server) install(p node.Placement) error {
 		}
 		d := s.cfg.GroupDefaults
 		cfg.CompactAfter, cfg.CompactKeep, cfg.InboxSize, cfg.RequestQueue, cfg.Txn = d.CompactAfter, d.CompactKeep, d.InboxSize, d.RequestQueue, d.Txn
-		cfg.Preferred = p.Preferred(sh)
+		cfg.Preferred, cfg.Home = p.Preferred(sh), sh.Home
 		if _, err := s.node.AddGroup(cfg); err != nil {
 			return err
 		}
@@ -168,6 +245,7 @@ func (s *Server) install(p node.Placement) error {
 // addresses, learn every node they know and the placement, and keep doing
 // it so later nodes and address changes spread.
 func (s *Server) Start() {
+	go s.watchHealth()
 	go func() {
 		wait := 200 * time.Millisecond
 		for {
@@ -201,17 +279,20 @@ func (s *Server) joinOnce() {
 			cancel()
 			continue
 		}
-		resp, err := meridianpb.NewInternalClient(conn).Join(ctx, &meridianpb.JoinRequest{Node: nodeToPB(s.cfg.Self)})
+		resp, err := meridianpb.NewInternalClient(conn).Join(ctx, &meridianpb.JoinRequest{Node: nodeToPB(s.cfg.Self), ClusterId: s.clusterID()})
 		cancel()
 		_ = conn.Close()
 		if err != nil {
 			s.log.Debug("join failed", "addr", addr, "err", err)
 			continue
 		}
+		if id := s.clusterID(); id != "" && resp.Placement != nil && resp.Placement.ClusterId != id {
+			continue // another cluster at a reused address
+		}
 		s.learn(resp.Nodes)
 		if resp.Placement != nil && !s.Initialized() {
 			if p, err := PlacementFromPB(resp.Placement); err == nil {
-				if err := s.install(p); err != nil {
+				if err := s.install(p); err != nil && !errors.Is(err, errForeignPlacement) {
 					s.log.Error("installing placement", "err", err)
 				}
 			}
@@ -549,7 +630,15 @@ func (s *Server) Join(ctx context.Context, r *meridianpb.JoinRequest) (*meridian
 	if r.Node == nil || r.Node.Id == 0 || r.Node.Addr == "" || r.Node.Region == "" {
 		return nil, invalid("join needs the node's ID, region and address")
 	}
-	s.learn([]*meridianpb.NodeInfo{r.Node})
+	switch mine := s.clusterID(); {
+	case mine != "" && r.ClusterId != "" && r.ClusterId != mine:
+		return nil, status.Errorf(codes.FailedPrecondition, "node %d belongs to cluster %s, this is cluster %s", r.Node.Id, r.ClusterId, mine)
+	case mine == "" && r.ClusterId != "":
+		// An initialized node of some cluster found us (perhaps at a reused
+		// address): we join clusters through our own --join targets only.
+	default:
+		s.learn([]*meridianpb.NodeInfo{r.Node})
+	}
 	resp := &meridianpb.JoinResponse{}
 	for _, n := range s.Nodes() {
 		resp.Nodes = append(resp.Nodes, nodeToPB(n))
@@ -573,10 +662,15 @@ func (s *Server) InstallPlacement(ctx context.Context, r *meridianpb.InstallPlac
 		return &meridianpb.Ack{}, nil
 	}
 	if err := s.install(p); err != nil {
+		if errors.Is(err, errForeignPlacement) {
+			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		}
 		return nil, status.Errorf(codes.Internal, "install: %v", err)
 	}
 	return &meridianpb.Ack{}, nil
 }
+
+var errForeignPlacement = errors.New("rpc: foreign placement")
 
 func samePlacement(a, b node.Placement) bool {
 	pa, pb := PlacementToPB(a), PlacementToPB(b)
@@ -609,6 +703,7 @@ func (s *Server) Init(ctx context.Context, r *meridianpb.InitRequest) (*meridian
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
+	p.ClusterID = txn.NewTxnID().String() // 128 random bits
 	pb := PlacementToPB(p)
 	for _, n := range p.Nodes {
 		if n.ID == s.cfg.Self.ID {
@@ -661,4 +756,29 @@ func (s *Server) Status(ctx context.Context, _ *meridianpb.StatusRequest) (*meri
 		resp.Groups = append(resp.Groups, gs)
 	}
 	return resp, nil
+}
+
+// Netem changes the demo cluster's latency simulator.
+func (s *Server) Netem(ctx context.Context, r *meridianpb.NetemRequest) (*meridianpb.NetemResponse, error) {
+	ne := s.cfg.Netem
+	if ne == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this node runs on a real network: there is no latency simulator to change")
+	}
+	var err error
+	switch r.Action {
+	case "partition":
+		err = ne.Partition(r.A, r.B, r.OneWay)
+	case "heal":
+		ne.Heal()
+	case "loss":
+		err = ne.SetLoss(r.Loss)
+	case "status", "":
+	default:
+		return nil, invalid("unknown action %q (partition, heal, loss, status)", r.Action)
+	}
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	s.log.Info("latency simulator changed", "action", r.Action, "a", r.A, "b", r.B, "loss", r.Loss)
+	return &meridianpb.NetemResponse{Cuts: ne.Cuts(), Loss: ne.Loss()}, nil
 }

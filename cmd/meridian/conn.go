@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/rpc"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 )
 
@@ -17,6 +21,8 @@ import (
 type connFlags struct {
 	host     string
 	insecure bool
+	certsDir string
+	user     string
 	region   string
 	timeout  time.Duration
 }
@@ -24,37 +30,50 @@ type connFlags struct {
 func (f *connFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.host, "host", "127.0.0.1:26257", "address of any node (comma-separated for several)")
-	fl.BoolVar(&f.insecure, "insecure", false, "talk plaintext gRPC (required until TLS credentials are configured)")
+	fl.BoolVar(&f.insecure, "insecure", false, "talk plaintext gRPC instead of mutual TLS")
+	fl.StringVar(&f.certsDir, "certs-dir", "certs", "directory with ca.crt and client.USER.crt/.key (mutual TLS)")
+	fl.StringVar(&f.user, "user", "root", "client certificate to present: client.USER.crt")
 	fl.StringVar(&f.region, "region", "", "the region this client runs in (bounded-staleness reads go to a replica there)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "timeout of each request")
 }
 
-func (f *connFlags) check() error {
-	if !f.insecure {
-		return errors.New("TLS is not configured yet: pass --insecure to talk plaintext")
+// tls returns the client TLS configuration, nil with --insecure.
+func (f *connFlags) tls() (*tls.Config, error) {
+	if f.insecure {
+		return nil, nil
 	}
-	return nil
+	c, err := rpc.ClientTLS(f.certsDir, f.user)
+	if err != nil {
+		return nil, fmt.Errorf("%w (create certificates with meridian cert, or pass --insecure)", err)
+	}
+	return c, nil
 }
 
 func (f *connFlags) client(ctx context.Context) (*client.Client, error) {
-	if err := f.check(); err != nil {
+	tc, err := f.tls()
+	if err != nil {
 		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	return client.New(cctx, client.Config{Addrs: splitList(f.host), Region: f.region, Insecure: true})
+	return client.New(cctx, client.Config{Addrs: splitList(f.host), Region: f.region, TLS: tc, Insecure: tc == nil})
 }
 
 // adminConn opens a connection to the first host for admin calls.
 func (f *connFlags) adminConn() (*grpc.ClientConn, meridianpb.AdminClient, error) {
-	if err := f.check(); err != nil {
+	tc, err := f.tls()
+	if err != nil {
 		return nil, nil, err
 	}
 	hosts := splitList(f.host)
 	if len(hosts) == 0 {
 		return nil, nil, errors.New("--host is empty")
 	}
-	conn, err := grpc.NewClient(hosts[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
+	conn, err := grpc.NewClient(hosts[0], grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, nil, err
 	}

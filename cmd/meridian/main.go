@@ -59,6 +59,7 @@ makes cross-region transactions externally consistent.`,
 		newNodeCmd(),
 		newShellCmd(),
 		newWorkloadCmd(),
+		newCertCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/meridiandb/meridian/rpc/meridianpb"
 	"github.com/meridiandb/meridian/sim"
 )
 
@@ -25,6 +28,7 @@ by its seed; every violation the checkers find prints the command that
 replays it.`,
 	}
 	cmd.AddCommand(newSimPaxosCmd(), newSimTxnCmd())
+	cmd.AddCommand(newNetemCmds()...)
 	return cmd
 }
 
@@ -188,4 +192,62 @@ func printSimReport(w io.Writer, format string, r simReport) error {
 	fmt.Fprintf(w, "client ops:     %d acknowledged, %d commits\n", r.Ops, r.Commits)
 	fmt.Fprintf(w, "faults seen:    %d crashes, %d leader changes, %d snapshots sent\n", r.Crashes, r.Leaders, r.Snapshots)
 	return nil
+}
+
+// newNetemCmds are the commands that change a running demo cluster's
+// latency simulator.
+func newNetemCmds() []*cobra.Command {
+	mk := func(use, short string, args cobra.PositionalArgs, build func(args []string, oneWay bool) (*meridianpb.NetemRequest, error)) *cobra.Command {
+		f := &connFlags{}
+		var oneWay bool
+		c := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  args,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				req, err := build(args, oneWay)
+				if err != nil {
+					return err
+				}
+				conn, admin, err := f.adminConn()
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+				defer cancel()
+				resp, err := admin.Netem(ctx, req)
+				if err != nil {
+					return err
+				}
+				cuts := "none"
+				if len(resp.Cuts) > 0 {
+					cuts = strings.Join(resp.Cuts, ", ")
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "partitions: %s; packet loss: %.1f%%\n", cuts, 100*resp.Loss)
+				return nil
+			},
+		}
+		f.register(c)
+		if strings.HasPrefix(use, "partition") {
+			c.Flags().BoolVar(&oneWay, "one-way", false, "cut only traffic from the first region to the second")
+		}
+		return c
+	}
+	return []*cobra.Command{
+		mk("partition REGION REGION", "Partition two regions of a running demo cluster (connections across are closed and refused)",
+			cobra.ExactArgs(2), func(a []string, oneWay bool) (*meridianpb.NetemRequest, error) {
+				return &meridianpb.NetemRequest{Action: "partition", A: a[0], B: a[1], OneWay: oneWay}, nil
+			}),
+		mk("heal", "Remove every partition and the packet loss of a running demo cluster", cobra.NoArgs,
+			func([]string, bool) (*meridianpb.NetemRequest, error) { return &meridianpb.NetemRequest{Action: "heal"}, nil }),
+		mk("loss PROBABILITY", "Set a running demo cluster's packet loss (each lost write costs a 200 ms retransmission)",
+			cobra.ExactArgs(1), func(a []string, _ bool) (*meridianpb.NetemRequest, error) {
+				p, err := strconv.ParseFloat(a[0], 64)
+				if err != nil {
+					return nil, fmt.Errorf("loss %q: want a probability like 0.05", a[0])
+				}
+				return &meridianpb.NetemRequest{Action: "loss", Loss: p}, nil
+			}),
+	}
 }

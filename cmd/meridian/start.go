@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meridiandb/meridian/kv"
@@ -31,6 +31,7 @@ type startFlags struct {
 	join      string
 	dataDir   string
 	insecure  bool
+	certsDir  string
 	ntp       string
 	epsilon   time.Duration
 	maxEps    time.Duration
@@ -63,12 +64,13 @@ then it stops.`,
 	fl.StringVar(&f.advertise, "advertise", "", "address other nodes and clients reach this node at (default --listen)")
 	fl.StringVar(&f.join, "join", "", "comma-separated addresses of nodes to join")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory for this node's data (required)")
-	fl.BoolVar(&f.insecure, "insecure", false, "serve plaintext gRPC (required until TLS credentials are configured)")
+	fl.BoolVar(&f.insecure, "insecure", false, "serve and dial plaintext gRPC instead of mutual TLS")
+	fl.StringVar(&f.certsDir, "certs-dir", "certs", "directory with ca.crt and node.crt/node.key (mutual TLS)")
 	fl.StringVar(&f.ntp, "ntp", "", "comma-separated NTP servers (host:port) for the interval clock; empty: the system clock with --epsilon")
 	fl.DurationVar(&f.epsilon, "epsilon", 5*time.Millisecond, "assumed ε of the system clock when --ntp is not given")
 	fl.DurationVar(&f.maxEps, "max-epsilon", 100*time.Millisecond, "ε above which the clock counts as unhealthy (the node then neither leads nor votes)")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "how long to wait for leadership hand-off on shutdown")
-	fl.StringVar(&f.http, "http", "", "address for the HTTP server (pprof under /debug/pprof/); empty: none")
+	fl.StringVar(&f.http, "http", "", "address for the HTTP server: /metrics (Prometheus), /debug/txn, /debug/cluster, /debug/pprof/; empty: none")
 	return cmd
 }
 
@@ -101,8 +103,22 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	if f.region == "" || f.dataDir == "" {
 		return errors.New("--region and --data-dir are required")
 	}
+	serverOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(rpc.MaxMessageSize), grpc.MaxSendMsgSize(rpc.MaxMessageSize)}
+	dial := dialInsecure
 	if !f.insecure {
-		return errors.New("TLS is not configured yet: pass --insecure to serve plaintext")
+		stls, err := rpc.ServerTLS(f.certsDir)
+		if err != nil {
+			return fmt.Errorf("%w (create certificates with meridian cert, or pass --insecure)", err)
+		}
+		ctls, err := rpc.NodeClientTLS(f.certsDir)
+		if err != nil {
+			return err
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(stls)))
+		dial = func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+			return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(ctls)),
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(rpc.MaxMessageSize), grpc.MaxCallSendMsgSize(rpc.MaxMessageSize)))
+		}
 	}
 	if f.advertise == "" {
 		f.advertise = f.listen
@@ -132,12 +148,12 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	}
 	srv, err := rpc.NewServer(rpc.ServerConfig{
 		Self:   node.NodeInfo{ID: node.NodeID(id), Region: f.region, Addr: f.advertise},
-		Engine: eng, Clock: clock, Join: splitList(f.join), Dial: dialInsecure, Logger: slog.Default(),
+		Engine: eng, Clock: clock, Join: splitList(f.join), Dial: dial, Logger: slog.Default(),
 	})
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(rpc.MaxMessageSize), grpc.MaxSendMsgSize(rpc.MaxMessageSize))
+	gs := grpc.NewServer(serverOpts...)
 	srv.Register(gs)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
@@ -147,12 +163,9 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 		if err != nil {
 			return err
 		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		go func() { _ = http.Serve(hl, mux) }()
+		hs := &http.Server{Handler: rpc.DebugHandler(srv), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = hs.Serve(hl) }()
+		defer hs.Close()
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "node %d started\n  region:   %s\n  listen:   %s (advertised %s)\n  data dir: %s\n  clock:    %s\n  initialized: %v\n",
 		id, f.region, lis.Addr(), f.advertise, f.dataDir, describeClock(clock), srv.Initialized())

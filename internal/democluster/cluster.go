@@ -106,12 +106,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{cfg: cfg, Netem: sim.NewNetem(cfg.Matrix, cfg.Jitter), regions: map[string]string{}}
-	if cfg.Dir == "" {
+	if c.cfg.Dir == "" {
 		d, err := os.MkdirTemp("", "meridian-demo-")
 		if err != nil {
 			return nil, err
 		}
-		c.tmp, cfg.Dir = d, d
+		c.tmp, c.cfg.Dir = d, d
 	}
 	ok := false
 	defer func() {
@@ -206,7 +206,7 @@ func (c *Cluster) startNode(region string, idx int, join string) (*Node, error) 
 		Dial: func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, c.DialOptions(region)...)
 		},
-		Logger: c.cfg.Logger.With("region", region)})
+		Logger: c.cfg.Logger.With("region", region), Netem: c.Netem})
 	if err != nil {
 		raw.Close()
 		eng.Close()
@@ -252,15 +252,17 @@ func (c *Cluster) waitJoined(ctx context.Context) error {
 	}
 }
 
-// WaitLeaders waits until every shard has a leader serving.
+// WaitLeaders waits until every shard has a leader serving, in its home
+// region when a voter lives there (the runtime moves leadership home).
 func (c *Cluster) WaitLeaders(ctx context.Context) error {
 	for {
 		p, ok := c.Nodes[0].Server.Placement()
 		if ok {
 			led := 0
 			for _, sh := range p.Shards {
+				homeVoter := p.Preferred(sh) != 0
 				for _, n := range c.Nodes {
-					if g := n.Server.Node().Group(sh.Group); g != nil && g.IsLeader() {
+					if g := n.Server.Node().Group(sh.Group); g != nil && g.IsLeader() && (!homeVoter || n.Info.Region == sh.Home) {
 						led++
 						break
 					}

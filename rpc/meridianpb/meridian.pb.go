@@ -1337,6 +1337,7 @@ type Placement struct {
 	Nodes         []*NodeInfo            `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	Shards        []*ShardInfo           `protobuf:"bytes,3,rep,name=shards,proto3" json:"shards,omitempty"`
 	LeaseNs       int64                  `protobuf:"varint,4,opt,name=lease_ns,json=leaseNs,proto3" json:"lease_ns,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,5,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // drawn at init; nodes of other clusters are refused
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1397,6 +1398,13 @@ func (x *Placement) GetLeaseNs() int64 {
 		return x.LeaseNs
 	}
 	return 0
+}
+
+func (x *Placement) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type PaxosBatch struct {
@@ -1658,6 +1666,7 @@ func (*Ack) Descriptor() ([]byte, []int) {
 type JoinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *NodeInfo              `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the joiner's cluster, empty before it has a placement
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1697,6 +1706,13 @@ func (x *JoinRequest) GetNode() *NodeInfo {
 		return x.Node
 	}
 	return nil
+}
+
+func (x *JoinRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type JoinResponse struct {
@@ -1795,6 +1811,134 @@ func (x *InstallPlacementRequest) GetPlacement() *Placement {
 	return nil
 }
 
+type NetemRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // partition | heal | loss | status
+	A             string                 `protobuf:"bytes,2,opt,name=a,proto3" json:"a,omitempty"`
+	B             string                 `protobuf:"bytes,3,opt,name=b,proto3" json:"b,omitempty"`
+	OneWay        bool                   `protobuf:"varint,4,opt,name=one_way,json=oneWay,proto3" json:"one_way,omitempty"` // partition: only a → b
+	Loss          float64                `protobuf:"fixed64,5,opt,name=loss,proto3" json:"loss,omitempty"`                  // loss: probability in [0, 1)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetemRequest) Reset() {
+	*x = NetemRequest{}
+	mi := &file_meridian_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetemRequest) ProtoMessage() {}
+
+func (x *NetemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetemRequest.ProtoReflect.Descriptor instead.
+func (*NetemRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *NetemRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *NetemRequest) GetA() string {
+	if x != nil {
+		return x.A
+	}
+	return ""
+}
+
+func (x *NetemRequest) GetB() string {
+	if x != nil {
+		return x.B
+	}
+	return ""
+}
+
+func (x *NetemRequest) GetOneWay() bool {
+	if x != nil {
+		return x.OneWay
+	}
+	return false
+}
+
+func (x *NetemRequest) GetLoss() float64 {
+	if x != nil {
+		return x.Loss
+	}
+	return 0
+}
+
+type NetemResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cuts          []string               `protobuf:"bytes,1,rep,name=cuts,proto3" json:"cuts,omitempty"` // partitioned directions, "from→to"
+	Loss          float64                `protobuf:"fixed64,2,opt,name=loss,proto3" json:"loss,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetemResponse) Reset() {
+	*x = NetemResponse{}
+	mi := &file_meridian_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetemResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetemResponse) ProtoMessage() {}
+
+func (x *NetemResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetemResponse.ProtoReflect.Descriptor instead.
+func (*NetemResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *NetemResponse) GetCuts() []string {
+	if x != nil {
+		return x.Cuts
+	}
+	return nil
+}
+
+func (x *NetemResponse) GetLoss() float64 {
+	if x != nil {
+		return x.Loss
+	}
+	return 0
+}
+
 type InitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One shard per region by default, homed there; policy regional|spread.
@@ -1808,7 +1952,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_meridian_proto_msgTypes[29]
+	mi := &file_meridian_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +1964,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[29]
+	mi := &file_meridian_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +1977,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{29}
+	return file_meridian_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InitRequest) GetPolicy() string {
@@ -1873,7 +2017,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_meridian_proto_msgTypes[30]
+	mi := &file_meridian_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2029,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[30]
+	mi := &file_meridian_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2042,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{30}
+	return file_meridian_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InitResponse) GetPlacement() *Placement {
@@ -1916,7 +2060,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_meridian_proto_msgTypes[31]
+	mi := &file_meridian_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2072,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[31]
+	mi := &file_meridian_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2085,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{31}
+	return file_meridian_proto_rawDescGZIP(), []int{33}
 }
 
 type ClockStatus struct {
@@ -1958,7 +2102,7 @@ type ClockStatus struct {
 
 func (x *ClockStatus) Reset() {
 	*x = ClockStatus{}
-	mi := &file_meridian_proto_msgTypes[32]
+	mi := &file_meridian_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2114,7 @@ func (x *ClockStatus) String() string {
 func (*ClockStatus) ProtoMessage() {}
 
 func (x *ClockStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[32]
+	mi := &file_meridian_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2127,7 @@ func (x *ClockStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockStatus.ProtoReflect.Descriptor instead.
 func (*ClockStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{32}
+	return file_meridian_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClockStatus) GetSource() string {
@@ -2048,7 +2192,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_meridian_proto_msgTypes[33]
+	mi := &file_meridian_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2204,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[33]
+	mi := &file_meridian_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2217,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{33}
+	return file_meridian_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GroupStatus) GetGroup() uint64 {
@@ -2173,7 +2317,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_meridian_proto_msgTypes[34]
+	mi := &file_meridian_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2329,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[34]
+	mi := &file_meridian_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2342,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{34}
+	return file_meridian_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatusResponse) GetNode() *NodeInfo {
@@ -2331,12 +2475,14 @@ const file_meridian_proto_rawDesc = "" +
 	"\x03end\x18\x03 \x01(\fR\x03end\x12\x12\n" +
 	"\x04home\x18\x04 \x01(\tR\x04home\x12\x16\n" +
 	"\x06policy\x18\x05 \x01(\tR\x06policy\x124\n" +
-	"\breplicas\x18\x06 \x03(\v2\x18.meridian.v1.ReplicaInfoR\breplicas\"\x9d\x01\n" +
+	"\breplicas\x18\x06 \x03(\v2\x18.meridian.v1.ReplicaInfoR\breplicas\"\xbc\x01\n" +
 	"\tPlacement\x12\x18\n" +
 	"\aregions\x18\x01 \x03(\tR\aregions\x12+\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x15.meridian.v1.NodeInfoR\x05nodes\x12.\n" +
 	"\x06shards\x18\x03 \x03(\v2\x16.meridian.v1.ShardInfoR\x06shards\x12\x19\n" +
-	"\blease_ns\x18\x04 \x01(\x03R\aleaseNs\" \n" +
+	"\blease_ns\x18\x04 \x01(\x03R\aleaseNs\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x05 \x01(\tR\tclusterId\" \n" +
 	"\n" +
 	"PaxosBatch\x12\x12\n" +
 	"\x04msgs\x18\x01 \x03(\fR\x04msgs\"\x9d\x02\n" +
@@ -2356,14 +2502,25 @@ const file_meridian_proto_rawDesc = "" +
 	"\bTxnBatch\x12'\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x13.meridian.v1.TxnMsgR\x04msgs\x12\x1b\n" +
 	"\tfrom_node\x18\x02 \x01(\x04R\bfromNode\"\x05\n" +
-	"\x03Ack\"8\n" +
+	"\x03Ack\"W\n" +
 	"\vJoinRequest\x12)\n" +
-	"\x04node\x18\x01 \x01(\v2\x15.meridian.v1.NodeInfoR\x04node\"q\n" +
+	"\x04node\x18\x01 \x01(\v2\x15.meridian.v1.NodeInfoR\x04node\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\"q\n" +
 	"\fJoinResponse\x12+\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.meridian.v1.NodeInfoR\x05nodes\x124\n" +
 	"\tplacement\x18\x02 \x01(\v2\x16.meridian.v1.PlacementR\tplacement\"O\n" +
 	"\x17InstallPlacementRequest\x124\n" +
-	"\tplacement\x18\x01 \x01(\v2\x16.meridian.v1.PlacementR\tplacement\"\x88\x01\n" +
+	"\tplacement\x18\x01 \x01(\v2\x16.meridian.v1.PlacementR\tplacement\"o\n" +
+	"\fNetemRequest\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\f\n" +
+	"\x01a\x18\x02 \x01(\tR\x01a\x12\f\n" +
+	"\x01b\x18\x03 \x01(\tR\x01b\x12\x17\n" +
+	"\aone_way\x18\x04 \x01(\bR\x06oneWay\x12\x12\n" +
+	"\x04loss\x18\x05 \x01(\x01R\x04loss\"7\n" +
+	"\rNetemResponse\x12\x12\n" +
+	"\x04cuts\x18\x01 \x03(\tR\x04cuts\x12\x12\n" +
+	"\x04loss\x18\x02 \x01(\x01R\x04loss\"\x88\x01\n" +
 	"\vInitRequest\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x12\x1a\n" +
 	"\breplicas\x18\x02 \x01(\x05R\breplicas\x12*\n" +
@@ -2416,10 +2573,11 @@ const file_meridian_proto_rawDesc = "" +
 	"\x05Paxos\x12\x17.meridian.v1.PaxosBatch\x1a\x10.meridian.v1.Ack(\x01\x120\n" +
 	"\x03Txn\x12\x15.meridian.v1.TxnBatch\x1a\x10.meridian.v1.Ack(\x01\x12;\n" +
 	"\x04Join\x12\x18.meridian.v1.JoinRequest\x1a\x19.meridian.v1.JoinResponse\x12J\n" +
-	"\x10InstallPlacement\x12$.meridian.v1.InstallPlacementRequest\x1a\x10.meridian.v1.Ack2\x87\x01\n" +
+	"\x10InstallPlacement\x12$.meridian.v1.InstallPlacementRequest\x1a\x10.meridian.v1.Ack2\xc7\x01\n" +
 	"\x05Admin\x12;\n" +
 	"\x04Init\x12\x18.meridian.v1.InitRequest\x1a\x19.meridian.v1.InitResponse\x12A\n" +
-	"\x06Status\x12\x1a.meridian.v1.StatusRequest\x1a\x1b.meridian.v1.StatusResponseB/Z-github.com/meridiandb/meridian/rpc/meridianpbb\x06proto3"
+	"\x06Status\x12\x1a.meridian.v1.StatusRequest\x1a\x1b.meridian.v1.StatusResponse\x12>\n" +
+	"\x05Netem\x12\x19.meridian.v1.NetemRequest\x1a\x1a.meridian.v1.NetemResponseB/Z-github.com/meridiandb/meridian/rpc/meridianpbb\x06proto3"
 
 var (
 	file_meridian_proto_rawDescOnce sync.Once
@@ -2433,7 +2591,7 @@ func file_meridian_proto_rawDescGZIP() []byte {
 	return file_meridian_proto_rawDescData
 }
 
-var file_meridian_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_meridian_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_meridian_proto_goTypes = []any{
 	(*TxnMeta)(nil),                 // 0: meridian.v1.TxnMeta
 	(*Mutation)(nil),                // 1: meridian.v1.Mutation
@@ -2464,12 +2622,14 @@ var file_meridian_proto_goTypes = []any{
 	(*JoinRequest)(nil),             // 26: meridian.v1.JoinRequest
 	(*JoinResponse)(nil),            // 27: meridian.v1.JoinResponse
 	(*InstallPlacementRequest)(nil), // 28: meridian.v1.InstallPlacementRequest
-	(*InitRequest)(nil),             // 29: meridian.v1.InitRequest
-	(*InitResponse)(nil),            // 30: meridian.v1.InitResponse
-	(*StatusRequest)(nil),           // 31: meridian.v1.StatusRequest
-	(*ClockStatus)(nil),             // 32: meridian.v1.ClockStatus
-	(*GroupStatus)(nil),             // 33: meridian.v1.GroupStatus
-	(*StatusResponse)(nil),          // 34: meridian.v1.StatusResponse
+	(*NetemRequest)(nil),            // 29: meridian.v1.NetemRequest
+	(*NetemResponse)(nil),           // 30: meridian.v1.NetemResponse
+	(*InitRequest)(nil),             // 31: meridian.v1.InitRequest
+	(*InitResponse)(nil),            // 32: meridian.v1.InitResponse
+	(*StatusRequest)(nil),           // 33: meridian.v1.StatusRequest
+	(*ClockStatus)(nil),             // 34: meridian.v1.ClockStatus
+	(*GroupStatus)(nil),             // 35: meridian.v1.GroupStatus
+	(*StatusResponse)(nil),          // 36: meridian.v1.StatusResponse
 }
 var file_meridian_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.ReadRequest.txn:type_name -> meridian.v1.TxnMeta
@@ -2494,8 +2654,8 @@ var file_meridian_proto_depIdxs = []int32{
 	21, // 19: meridian.v1.InstallPlacementRequest.placement:type_name -> meridian.v1.Placement
 	21, // 20: meridian.v1.InitResponse.placement:type_name -> meridian.v1.Placement
 	18, // 21: meridian.v1.StatusResponse.node:type_name -> meridian.v1.NodeInfo
-	32, // 22: meridian.v1.StatusResponse.clock:type_name -> meridian.v1.ClockStatus
-	33, // 23: meridian.v1.StatusResponse.groups:type_name -> meridian.v1.GroupStatus
+	34, // 22: meridian.v1.StatusResponse.clock:type_name -> meridian.v1.ClockStatus
+	35, // 23: meridian.v1.StatusResponse.groups:type_name -> meridian.v1.GroupStatus
 	4,  // 24: meridian.v1.Meridian.Read:input_type -> meridian.v1.ReadRequest
 	7,  // 25: meridian.v1.Meridian.Commit:input_type -> meridian.v1.CommitRequest
 	9,  // 26: meridian.v1.Meridian.Rollback:input_type -> meridian.v1.RollbackRequest
@@ -2506,22 +2666,24 @@ var file_meridian_proto_depIdxs = []int32{
 	24, // 31: meridian.v1.Internal.Txn:input_type -> meridian.v1.TxnBatch
 	26, // 32: meridian.v1.Internal.Join:input_type -> meridian.v1.JoinRequest
 	28, // 33: meridian.v1.Internal.InstallPlacement:input_type -> meridian.v1.InstallPlacementRequest
-	29, // 34: meridian.v1.Admin.Init:input_type -> meridian.v1.InitRequest
-	31, // 35: meridian.v1.Admin.Status:input_type -> meridian.v1.StatusRequest
-	5,  // 36: meridian.v1.Meridian.Read:output_type -> meridian.v1.ReadResponse
-	8,  // 37: meridian.v1.Meridian.Commit:output_type -> meridian.v1.CommitResponse
-	10, // 38: meridian.v1.Meridian.Rollback:output_type -> meridian.v1.RollbackResponse
-	5,  // 39: meridian.v1.Meridian.SnapshotRead:output_type -> meridian.v1.ReadResponse
-	13, // 40: meridian.v1.Meridian.StrongTimestamp:output_type -> meridian.v1.StrongTimestampResponse
-	15, // 41: meridian.v1.Meridian.Locate:output_type -> meridian.v1.LocateResponse
-	25, // 42: meridian.v1.Internal.Paxos:output_type -> meridian.v1.Ack
-	25, // 43: meridian.v1.Internal.Txn:output_type -> meridian.v1.Ack
-	27, // 44: meridian.v1.Internal.Join:output_type -> meridian.v1.JoinResponse
-	25, // 45: meridian.v1.Internal.InstallPlacement:output_type -> meridian.v1.Ack
-	30, // 46: meridian.v1.Admin.Init:output_type -> meridian.v1.InitResponse
-	34, // 47: meridian.v1.Admin.Status:output_type -> meridian.v1.StatusResponse
-	36, // [36:48] is the sub-list for method output_type
-	24, // [24:36] is the sub-list for method input_type
+	31, // 34: meridian.v1.Admin.Init:input_type -> meridian.v1.InitRequest
+	33, // 35: meridian.v1.Admin.Status:input_type -> meridian.v1.StatusRequest
+	29, // 36: meridian.v1.Admin.Netem:input_type -> meridian.v1.NetemRequest
+	5,  // 37: meridian.v1.Meridian.Read:output_type -> meridian.v1.ReadResponse
+	8,  // 38: meridian.v1.Meridian.Commit:output_type -> meridian.v1.CommitResponse
+	10, // 39: meridian.v1.Meridian.Rollback:output_type -> meridian.v1.RollbackResponse
+	5,  // 40: meridian.v1.Meridian.SnapshotRead:output_type -> meridian.v1.ReadResponse
+	13, // 41: meridian.v1.Meridian.StrongTimestamp:output_type -> meridian.v1.StrongTimestampResponse
+	15, // 42: meridian.v1.Meridian.Locate:output_type -> meridian.v1.LocateResponse
+	25, // 43: meridian.v1.Internal.Paxos:output_type -> meridian.v1.Ack
+	25, // 44: meridian.v1.Internal.Txn:output_type -> meridian.v1.Ack
+	27, // 45: meridian.v1.Internal.Join:output_type -> meridian.v1.JoinResponse
+	25, // 46: meridian.v1.Internal.InstallPlacement:output_type -> meridian.v1.Ack
+	32, // 47: meridian.v1.Admin.Init:output_type -> meridian.v1.InitResponse
+	36, // 48: meridian.v1.Admin.Status:output_type -> meridian.v1.StatusResponse
+	30, // 49: meridian.v1.Admin.Netem:output_type -> meridian.v1.NetemResponse
+	37, // [37:50] is the sub-list for method output_type
+	24, // [24:37] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -2538,7 +2700,7 @@ func file_meridian_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_proto_rawDesc), len(file_meridian_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -562,6 +562,7 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 const (
 	Admin_Init_FullMethodName   = "/meridian.v1.Admin/Init"
 	Admin_Status_FullMethodName = "/meridian.v1.Admin/Status"
+	Admin_Netem_FullMethodName  = "/meridian.v1.Admin/Netem"
 )
 
 // AdminClient is the client API for Admin service.
@@ -573,6 +574,10 @@ type AdminClient interface {
 	Init(ctx context.Context, in *InitRequest, opts ...grpc.CallOption) (*InitResponse, error)
 	// Status reports this node: its clock, and every replica it hosts.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Netem changes the latency simulator of an in-process demo cluster:
+	// partition two regions, heal, set packet loss (FAILED_PRECONDITION on a
+	// real cluster, which has none).
+	Netem(ctx context.Context, in *NetemRequest, opts ...grpc.CallOption) (*NetemResponse, error)
 }
 
 type adminClient struct {
@@ -603,6 +608,16 @@ func (c *adminClient) Status(ctx context.Context, in *StatusRequest, opts ...grp
 	return out, nil
 }
 
+func (c *adminClient) Netem(ctx context.Context, in *NetemRequest, opts ...grpc.CallOption) (*NetemResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NetemResponse)
+	err := c.cc.Invoke(ctx, Admin_Netem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -612,6 +627,10 @@ type AdminServer interface {
 	Init(context.Context, *InitRequest) (*InitResponse, error)
 	// Status reports this node: its clock, and every replica it hosts.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Netem changes the latency simulator of an in-process demo cluster:
+	// partition two regions, heal, set packet loss (FAILED_PRECONDITION on a
+	// real cluster, which has none).
+	Netem(context.Context, *NetemRequest) (*NetemResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -627,6 +646,9 @@ func (UnimplementedAdminServer) Init(context.Context, *InitRequest) (*InitRespon
 }
 func (UnimplementedAdminServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedAdminServer) Netem(context.Context, *NetemRequest) (*NetemResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Netem not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -685,6 +707,24 @@ func _Admin_Status_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Netem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Netem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Netem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Netem(ctx, req.(*NetemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -699,6 +739,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Admin_Status_Handler,
+		},
+		{
+			MethodName: "Netem",
+			Handler:    _Admin_Netem_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
