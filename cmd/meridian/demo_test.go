@@ -182,4 +182,3 @@ func TestDebugTxnPageInBrowser(t *testing.T) {
 		t.Fatalf("the cluster page lists no shard:\n%s", dom)
 	}
 }
-

@@ -240,7 +240,9 @@ func newNetemCmds() []*cobra.Command {
 				return &meridianpb.NetemRequest{Action: "partition", A: a[0], B: a[1], OneWay: oneWay}, nil
 			}),
 		mk("heal", "Remove every partition and the packet loss of a running demo cluster", cobra.NoArgs,
-			func([]string, bool) (*meridianpb.NetemRequest, error) { return &meridianpb.NetemRequest{Action: "heal"}, nil }),
+			func([]string, bool) (*meridianpb.NetemRequest, error) {
+				return &meridianpb.NetemRequest{Action: "heal"}, nil
+			}),
 		mk("loss PROBABILITY", "Set a running demo cluster's packet loss (each lost write costs a 200 ms retransmission)",
 			cobra.ExactArgs(1), func(a []string, _ bool) (*meridianpb.NetemRequest, error) {
 				p, err := strconv.ParseFloat(a[0], 64)
