@@ -167,7 +167,7 @@ func txnMsgToPB(m txn.Msg) *meridianpb.TxnMsg {
 func txnMsgFromPB(p *meridianpb.TxnMsg) (txn.Msg, error) {
 	m := txn.Msg{Type: txn.MsgType(p.Type), From: p.From, To: p.To, Read: p.Read, Coordinator: p.Coordinator,
 		OK: p.Ok, Pending: p.Pending, TS: tt.Timestamp(p.Ts), Epoch: p.Epoch}
-	if m.Type < txn.MsgPrepare || m.Type > txn.MsgCloseRequest {
+	if p.Type < uint32(txn.MsgPrepare) || p.Type > uint32(txn.MsgCloseRequest) { // before MsgType's uint8 truncates it
 		return m, fmt.Errorf("unknown transaction message type %d", p.Type)
 	}
 	if p.Txn != nil {

@@ -196,6 +196,8 @@ func testValidation(t *testing.T, c *testCluster, p *meridianpb.Placement, leade
 		{"coordinator not a participant", commit(&meridianpb.CommitRequest{Coordinator: gZ, Txn: newMeta(), Participants: []*meridianpb.Participant{
 			{Group: gA, Writes: []*meridianpb.Mutation{put("a", "1")}}}}), codes.InvalidArgument},
 		{"write key outside its group", commit(single(gA, put("z", "1"))), codes.InvalidArgument},
+		{"read participant without a lock epoch", commit(&meridianpb.CommitRequest{Coordinator: gA, Txn: newMeta(), Participants: []*meridianpb.Participant{
+			{Group: gA, Writes: []*meridianpb.Mutation{put("a", "1")}, Read: true}}}), codes.InvalidArgument},
 		{"write key outside a participant's group", commit(&meridianpb.CommitRequest{Coordinator: gA, Txn: newMeta(), Participants: []*meridianpb.Participant{
 			{Group: gA, Writes: []*meridianpb.Mutation{put("a", "1")}}, {Group: gZ, Writes: []*meridianpb.Mutation{put("b", "2")}}}}), codes.InvalidArgument},
 		// Transactions.
@@ -241,12 +243,16 @@ func testValidation(t *testing.T, c *testCluster, p *meridianpb.Placement, leade
 			_, err := n.internal().Join(ctx, &meridianpb.JoinRequest{Node: &meridianpb.NodeInfo{Id: 7, Region: "r"}})
 			return err
 		}, codes.InvalidArgument},
+		{"join from another cluster", func(ctx context.Context, n *testNode) error {
+			_, err := n.internal().Join(ctx, &meridianpb.JoinRequest{Node: &meridianpb.NodeInfo{Id: 7, Region: "r", Addr: "127.0.0.1:1"}, ClusterId: "another"})
+			return err
+		}, codes.FailedPrecondition},
 		{"install no placement", func(ctx context.Context, n *testNode) error {
 			_, err := n.internal().InstallPlacement(ctx, &meridianpb.InstallPlacementRequest{})
 			return err
 		}, codes.InvalidArgument},
 		{"install a different placement", func(ctx context.Context, n *testNode) error {
-			other := &meridianpb.Placement{Regions: []string{"r"}, LeaseNs: int64(time.Second),
+			other := &meridianpb.Placement{ClusterId: "another", Regions: []string{"r"}, LeaseNs: int64(time.Second),
 				Shards: []*meridianpb.ShardInfo{{Group: 1, Policy: node.PolicySpread}}}
 			_, err := n.internal().InstallPlacement(ctx, &meridianpb.InstallPlacementRequest{Placement: other})
 			return err
@@ -369,7 +375,8 @@ func testTxnStreamBadType(t *testing.T, c *testCluster) {
 	// A harmless message (a Query to a group nobody hosts) that, when
 	// delivered, teaches the node that fakeNode leads fakeGroup.
 	probe := &meridianpb.TxnMsg{Type: uint32(txn.MsgQuery), From: fakeGroup, To: 99, Txn: newMeta()}
-	for _, typ := range []uint32{0, uint32(txn.MsgCloseRequest) + 1, 255, 1 << 20} {
+	// (256+k must not pass for type k once truncated to MsgType's byte.)
+	for _, typ := range []uint32{0, uint32(txn.MsgCloseRequest) + 1, 255, 256 + uint32(txn.MsgQuery), 1<<20 + uint32(txn.MsgDecide), 1 << 20} {
 		err := send(probe, &meridianpb.TxnMsg{Type: typ, From: fakeGroup, To: 99, Txn: newMeta()})
 		if status.Code(err) != codes.InvalidArgument {
 			t.Errorf("type %d: %v, want InvalidArgument", typ, err)
@@ -493,7 +500,7 @@ func TestInitAndLocate(t *testing.T) {
 		t.Errorf("init with negative replicas: %v, want InvalidArgument", err)
 	}
 	p, leaders := c.init()
-	if len(p.Shards) != 3 || len(p.Nodes) != 3 || p.LeaseNs != int64(time.Second) {
+	if len(p.Shards) != 3 || len(p.Nodes) != 3 || p.LeaseNs != int64(time.Second) || p.ClusterId == "" {
 		t.Fatalf("placement: %v", p)
 	}
 	for _, n := range c.nodes {
@@ -504,7 +511,7 @@ func TestInitAndLocate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("locate at node %d: %v", n.id, err)
 		}
-		if len(loc.Placement.Shards) != 3 {
+		if len(loc.Placement.Shards) != 3 || loc.Placement.ClusterId != p.ClusterId {
 			t.Errorf("locate at node %d: %v", n.id, loc.Placement)
 		}
 		for _, pn := range loc.Placement.Nodes {
