@@ -242,12 +242,24 @@ func (c *Client) nearestAddr(s *meridianpb.ShardInfo) string {
 // invoke calls fn against the group's leader (or, with nearest, the
 // closest replica), following leader hints and retrying unavailable groups
 // until MaxAttempts or the context ends.
-func (c *Client) invoke(ctx context.Context, s *meridianpb.ShardInfo, nearest bool, fn func(ctx context.Context, cl meridianpb.MeridianClient) error) error {
+// route says where a call goes: to the group's leader (and, when it
+// answers, the client remembers it as the leader), to the leader if known
+// but answerable by any replica (a success says nothing about leadership),
+// or first to the nearest replica.
+type route uint8
+
+const (
+	toLeader route = iota
+	toAnyReplica
+	toNearest
+)
+
+func (c *Client) invoke(ctx context.Context, s *meridianpb.ShardInfo, r route, fn func(ctx context.Context, cl meridianpb.MeridianClient) error) error {
 	backoff := 5 * time.Millisecond
 	var last error
 	for attempt := 0; attempt < c.cfg.MaxAttempts; attempt++ {
 		addr := c.leaderAddr(s)
-		if nearest && attempt == 0 {
+		if r == toNearest && attempt == 0 {
 			addr = c.nearestAddr(s)
 		}
 		if addr == "" {
@@ -262,7 +274,7 @@ func (c *Client) invoke(ctx context.Context, s *meridianpb.ShardInfo, nearest bo
 		}
 		err = fn(ctx, meridianpb.NewMeridianClient(conn))
 		if err == nil {
-			if !nearest {
+			if r == toLeader {
 				c.noteLeader(s.Group, addr)
 			}
 			return nil

@@ -135,7 +135,7 @@ func (t *ReadWriteTransaction) read(ctx context.Context, routeKey []byte, span *
 		t.reads[s.Group] = 0 // rolled back on failure even before an answer
 	}
 	var resp *meridianpb.ReadResponse
-	err = t.c.invoke(ctx, s, false, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+	err = t.c.invoke(ctx, s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 		var err error
 		resp, err = cl.Read(ctx, &meridianpb.ReadRequest{Group: s.Group, Txn: t.meta, Span: span, Epoch: epoch})
 		return err
@@ -205,7 +205,7 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 	// outcome record.
 	for {
 		var resp *meridianpb.CommitResponse
-		err := t.c.invoke(ctx, t.shards[coord], false, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+		err := t.c.invoke(ctx, t.shards[coord], toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 			var err error
 			resp, err = cl.Commit(ctx, req)
 			return err
@@ -215,8 +215,17 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 				Locks: time.Duration(resp.LocksNs), Prepare: time.Duration(resp.PrepareNs), Paxos: time.Duration(resp.PaxosNs),
 				Participants: len(req.Participants)}, nil
 		}
+		// A definite answer ends it; a lost leader or connection is
+		// retried (the coordinator answers a repeat from its outcome
+		// record).
 		if errors.Is(err, ErrAborted) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrFailedPrecondition) {
 			return CommitResult{}, err
+		}
+		if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrDeadlineExceeded) && !errors.Is(err, ErrResourceExhausted) {
+			// An internal failure at the coordinator: the commit may or
+			// may not have been proposed, and asking again would likely
+			// fail the same way.
+			return CommitResult{}, fmt.Errorf("%w: %w", ErrCommitUnknown, err)
 		}
 		if ctx.Err() != nil {
 			return CommitResult{}, fmt.Errorf("%w: %v", ErrCommitUnknown, err)
@@ -234,7 +243,7 @@ func (t *ReadWriteTransaction) rollback(ctx context.Context) {
 	for g := range t.reads {
 		s := t.shards[g]
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		_ = t.c.invoke(rctx, s, false, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+		_ = t.c.invoke(rctx, s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 			_, err := cl.Rollback(ctx, &meridianpb.RollbackRequest{Group: g, Txn: t.meta})
 			return err
 		})
@@ -325,7 +334,11 @@ func (ro *ReadOnlyTransaction) Scan(ctx context.Context, r KeyRange, limit int, 
 
 func (ro *ReadOnlyTransaction) strongTS(ctx context.Context, s *meridianpb.ShardInfo, single bool) (int64, error) {
 	var ts int64
-	err := ro.c.invoke(ctx, s, !single, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+	r := toNearest
+	if single {
+		r = toAnyReplica
+	}
+	err := ro.c.invoke(ctx, s, r, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 		resp, err := cl.StrongTimestamp(ctx, &meridianpb.StrongTimestampRequest{Group: s.Group, SingleGroup: single})
 		if err == nil {
 			ts = resp.Ts
@@ -337,7 +350,7 @@ func (ro *ReadOnlyTransaction) strongTS(ctx context.Context, s *meridianpb.Shard
 
 func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan, singleGroup bool) ([]KeyValue, error) {
 	req := &meridianpb.SnapshotReadRequest{Group: s.Group, Span: span}
-	nearest := true
+	r := toNearest
 	switch {
 	case ro.ts != 0:
 		req.ReadTs = ro.ts
@@ -345,7 +358,7 @@ func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo
 		// Strong: with a single group, one round trip to its leader picks
 		// the last commit timestamp and reads there.
 		req.Strong, req.SingleGroup = true, singleGroup && ro.single
-		nearest = false
+		r = toAnyReplica
 	case ro.bound.kind == boundExact:
 		req.ExactStalenessNs = int64(ro.bound.d)
 	case ro.bound.kind == boundMax:
@@ -356,7 +369,7 @@ func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo
 		req.MinReadTs = ro.bound.ts
 	}
 	var resp *meridianpb.ReadResponse
-	err := ro.c.invoke(ctx, s, nearest, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+	err := ro.c.invoke(ctx, s, r, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 		var err error
 		resp, err = cl.SnapshotRead(ctx, req)
 		return err

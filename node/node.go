@@ -222,23 +222,29 @@ func (n *Node) sendTxn(from *Group, msgs []txn.Msg) {
 	}
 }
 
-// LeaderNode returns the node this node believes leads group (0 if it has
-// no idea): its own replica's view when it hosts one, else what it learned.
-func (n *Node) LeaderNode(group uint64) NodeID {
+// KnownLeader is the node this node believes leads group (its own
+// replica's view, else the last hint it learned), or 0: unlike
+// LeaderNode it never guesses.
+func (n *Node) KnownLeader(group uint64) NodeID {
 	n.mu.RLock()
 	g := n.groups[group]
 	cached := n.leaders[group]
 	n.mu.RUnlock()
 	if g != nil {
-		st := g.Status()
-		if st.Leader != 0 {
+		if st := g.Status(); st.Leader != 0 {
 			if node, ok := g.cfg.Nodes[st.Leader]; ok {
 				return node
 			}
 		}
 	}
-	if cached != 0 {
-		return cached
+	return cached
+}
+
+// LeaderNode is where to send group's leader-bound messages: the known
+// leader, else a guess among its voters (0 only without a placement).
+func (n *Node) LeaderNode(group uint64) NodeID {
+	if known := n.KnownLeader(group); known != 0 {
+		return known
 	}
 	// Nothing known: try one of the group's voters; a wrong guess is
 	// dropped there and the sender's retry guesses again.

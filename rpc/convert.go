@@ -109,6 +109,9 @@ func spanInto(s *meridianpb.KeySpan, req *txn.Request) error {
 	if !s.EndUnbounded && len(s.End) == 0 {
 		return invalid("a range needs an end or end_unbounded")
 	}
+	if s.EndUnbounded && len(s.End) > 0 {
+		return invalid("a range has either an end or end_unbounded, not both")
+	}
 	req.Start = s.Start
 	if req.Start == nil {
 		req.Start = []byte{}

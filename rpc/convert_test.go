@@ -50,7 +50,7 @@ func checkSpan(t *testing.T, s *meridianpb.KeySpan, req *txn.Request) {
 		t.Fatalf("accepted range %v as start %q key %q", s, req.Start, req.Key)
 	}
 	if s.EndUnbounded {
-		if req.End != nil {
+		if req.End != nil || len(s.End) > 0 {
 			t.Fatalf("accepted unbounded range %v with end %q", s, req.End)
 		}
 	} else if len(req.End) == 0 || len(req.End) > MaxKeySize || !bytes.Equal(req.End, s.End) || bytes.Compare(req.End, req.Start) <= 0 {

@@ -571,7 +571,7 @@ func (s *Server) Locate(ctx context.Context, _ *meridianpb.LocateRequest) (*meri
 	}
 	resp := &meridianpb.LocateResponse{Placement: pb}
 	for _, sh := range p.Shards {
-		if n := s.node.LeaderNode(sh.Group); n != 0 {
+		if n := s.node.KnownLeader(sh.Group); n != 0 {
 			resp.Leaders = append(resp.Leaders, &meridianpb.LeaderInfo{Group: sh.Group, Node: uint64(n)})
 		}
 	}
