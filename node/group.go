@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,8 @@ type GroupConfig struct {
 	Start, End []byte
 
 	Lease             time.Duration // default 10 s
-	HeartbeatInterval time.Duration // default Lease/10
-	ElectionTimeout   time.Duration // default Lease/4
+	HeartbeatInterval time.Duration // default Lease/10, at most 200 ms
+	ElectionTimeout   time.Duration // default Lease/4, at most 1 s
 	// CompactAfter: truncate the log once this many applied entries are in
 	// it (default 10000); CompactKeep entries stay for lagging followers.
 	CompactAfter, CompactKeep int
@@ -52,11 +53,16 @@ func (c *GroupConfig) fill() {
 	if c.Lease <= 0 {
 		c.Lease = 10 * time.Second
 	}
+	// Heartbeats carry lease renewals and closed timestamps (followers'
+	// safe time lags by about one interval); the election timeout only
+	// detects a silent leader: its lease must still run out before another
+	// can lead, but a group with no lease (a new one, or after a clean
+	// hand-off) elects within about a second.
 	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = c.Lease / 10
+		c.HeartbeatInterval = min(c.Lease/10, 200*time.Millisecond)
 	}
 	if c.ElectionTimeout <= 0 {
-		c.ElectionTimeout = c.Lease / 4
+		c.ElectionTimeout = min(c.Lease/4, time.Second)
 	}
 	if c.CompactAfter <= 0 {
 		c.CompactAfter = 10000
@@ -114,6 +120,9 @@ type Group struct {
 	// Leadership preference: when this replica became leader, and when it
 	// last tried to hand leadership to the preferred replica.
 	leaderSince, lastTransfer time.Time
+	// campaignAtStart: a new group's preferred replica starts an election
+	// as soon as it runs.
+	campaignAtStart bool
 
 	status  atomic.Pointer[GroupStatus]
 	stopped atomic.Bool
@@ -170,6 +179,9 @@ func newGroup(n *Node, cfg GroupConfig) (*Group, error) {
 		done:    make(chan struct{}),
 		waiting: map[uint64]waiter{},
 	}
+	// A new group's preferred replica campaigns at once rather than after
+	// an election timeout: no one holds a lease yet.
+	g.campaignAtStart = st.HardState.Promised.IsZero() && cfg.Preferred == cfg.Replica && slices.Contains(cfg.Voters, cfg.Replica)
 	g.publish()
 	return g, nil
 }
@@ -271,6 +283,14 @@ func (g *Group) run() {
 	defer close(g.done)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	if g.campaignAtStart {
+		g.t.Replica().Campaign(g.now())
+		if err := g.handleReady(); err != nil {
+			g.log.Error("group stopped: storage failed", "err", err)
+			g.stopped.Store(true)
+			return
+		}
+	}
 	for {
 		select {
 		case <-g.stop:
@@ -421,8 +441,12 @@ func (g *Group) handleReady() error {
 			return err
 		}
 	}
-	wasLeader := g.IsLeader()
+	was := g.Status().Paxos
+	wasLeader := was.Role == "leader"
 	g.publish()
+	if now := g.Status().Paxos; now.Role != was.Role || now.Promised != was.Promised {
+		g.log.Debug("paxos role", "role", now.Role, "promised", now.Promised, "was", was.Role)
+	}
 	if lead := g.IsLeader(); lead != wasLeader {
 		g.log.Info("leadership changed", "leader", lead, "ballot", g.Status().Paxos.Promised)
 		if m := g.node.met; m != nil {

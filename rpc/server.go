@@ -92,7 +92,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.Self.ID), dir: map[node.NodeID]node.NodeInfo{cfg.Self.ID: cfg.Self},
 		stop: make(chan struct{})}
-	s.peers = NewPeers(cfg.Self.ID, s.addrOf, cfg.Dial, s.log)
+	s.peers = NewPeers(cfg.Self.ID, s.clusterID, s.addrOf, cfg.Dial, s.log)
 	if s.cfg.Registry == nil {
 		s.cfg.Registry = prometheus.NewRegistry()
 	}
@@ -583,12 +583,8 @@ func (s *Server) Locate(ctx context.Context, _ *meridianpb.LocateRequest) (*meri
 
 // Paxos receives a stream of Paxos message batches.
 func (s *Server) Paxos(stream meridianpb.Internal_PaxosServer) error {
-	for {
-		b, err := stream.Recv()
-		if err == io.EOF {
-			return stream.SendAndClose(&meridianpb.Ack{})
-		}
-		if err != nil {
+	return receive(s, stream.Recv, func() error { return stream.SendAndClose(&meridianpb.Ack{}) }, func(b *meridianpb.PaxosBatch) error {
+		if err := s.sameCluster(b.ClusterId); err != nil {
 			return err
 		}
 		msgs := make([]paxos.Message, 0, len(b.Msgs))
@@ -600,17 +596,14 @@ func (s *Server) Paxos(stream meridianpb.Internal_PaxosServer) error {
 			msgs = append(msgs, m)
 		}
 		s.node.DeliverPaxos(msgs)
-	}
+		return nil
+	})
 }
 
 // Txn receives a stream of two-phase-commit message batches.
 func (s *Server) Txn(stream meridianpb.Internal_TxnServer) error {
-	for {
-		b, err := stream.Recv()
-		if err == io.EOF {
-			return stream.SendAndClose(&meridianpb.Ack{})
-		}
-		if err != nil {
+	return receive(s, stream.Recv, func() error { return stream.SendAndClose(&meridianpb.Ack{}) }, func(b *meridianpb.TxnBatch) error {
+		if err := s.sameCluster(b.ClusterId); err != nil {
 			return err
 		}
 		msgs := make([]txn.Msg, 0, len(b.Msgs))
@@ -622,6 +615,61 @@ func (s *Server) Txn(stream meridianpb.Internal_TxnServer) error {
 			msgs = append(msgs, m)
 		}
 		s.node.DeliverTxn(node.NodeID(b.FromNode), msgs)
+		return nil
+	})
+}
+
+// sameCluster refuses a batch from a node of another cluster (say, a node
+// of an old cluster still running on a reused address): its messages
+// would otherwise reach groups that share its group IDs. A node not yet
+// initialized hosts no groups and drops whatever arrives.
+func (s *Server) sameCluster(sender string) error {
+	if mine := s.clusterID(); mine != "" && sender != mine {
+		return status.Errorf(codes.FailedPrecondition, "batch from cluster %q, this node is in cluster %q", sender, mine)
+	}
+	return nil
+}
+
+// receive runs a node-to-node stream: each batch from recv goes to handle
+// until the peer closes the stream (then closed answers it), handle fails,
+// or this server closes (the stream ends Unavailable, so that a graceful
+// stop does not wait on peers that keep their streams open).
+func receive[T any](s *Server, recv func() (T, error), closed func() error, handle func(T) error) error {
+	type item struct {
+		v   T
+		err error
+	}
+	items := make(chan item)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			v, err := recv()
+			select {
+			case items <- item{v, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-s.stop:
+			return status.Error(codes.Unavailable, "node stopping")
+		case it := <-items:
+			if it.err == io.EOF {
+				return closed()
+			}
+			if it.err != nil {
+				return it.err
+			}
+			if err := handle(it.v); err != nil {
+				return err
+			}
+		}
 	}
 }
 

@@ -358,6 +358,7 @@ func testFollowerHint(t *testing.T, c *testCluster, p *meridianpb.Placement) {
 func testTxnStreamBadType(t *testing.T, c *testCluster) {
 	n := c.nodes[0]
 	const fakeGroup, fakeNode = 777, 4242
+	cluster := n.srv.clusterID()
 	send := func(msgs ...*meridianpb.TxnMsg) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -365,7 +366,7 @@ func testTxnStreamBadType(t *testing.T, c *testCluster) {
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(&meridianpb.TxnBatch{Msgs: msgs, FromNode: fakeNode}); err != nil {
+		if err := stream.Send(&meridianpb.TxnBatch{Msgs: msgs, FromNode: fakeNode, ClusterId: cluster}); err != nil {
 			_, err = stream.CloseAndRecv()
 			return err
 		}
@@ -385,14 +386,23 @@ func testTxnStreamBadType(t *testing.T, c *testCluster) {
 	if err := send(probe, &meridianpb.TxnMsg{Type: uint32(txn.MsgDecide), From: fakeGroup, To: 99, Txn: &meridianpb.TxnMeta{Id: []byte("short")}}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("bad transaction ID: %v, want InvalidArgument", err)
 	}
-	if got := n.srv.Node().LeaderNode(fakeGroup); got != 0 {
+	// A valid batch from another cluster (or from a sender that names
+	// none) is refused too.
+	for _, other := range []string{"another", ""} {
+		cluster = other
+		if err := send(probe); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("batch from cluster %q: %v, want FailedPrecondition", other, err)
+		}
+	}
+	cluster = n.srv.clusterID()
+	if got := n.srv.Node().KnownLeader(fakeGroup); got != 0 {
 		t.Fatalf("a refused batch was delivered: the node learned leader %d of group %d", got, fakeGroup)
 	}
 	// The probe alone is delivered.
 	if err := send(probe); err != nil {
 		t.Fatalf("valid batch: %v", err)
 	}
-	if got := n.srv.Node().LeaderNode(fakeGroup); got != fakeNode {
+	if got := n.srv.Node().KnownLeader(fakeGroup); got != fakeNode {
 		t.Fatalf("after a valid batch the node believes %d leads group %d, want %d", got, fakeGroup, fakeNode)
 	}
 }
@@ -407,15 +417,25 @@ func testPaxosStreamGarbage(t *testing.T, c *testCluster) {
 			cancel()
 			t.Fatal(err)
 		}
-		err = stream.Send(&meridianpb.PaxosBatch{Msgs: [][]byte{valid, raw}})
-		if err == nil {
-			_, err = stream.CloseAndRecv()
-		} else {
-			_, err = stream.CloseAndRecv()
-		}
+		_ = stream.Send(&meridianpb.PaxosBatch{Msgs: [][]byte{valid, raw}, ClusterId: n.srv.clusterID()})
+		_, err = stream.CloseAndRecv()
 		cancel()
 		if status.Code(err) != codes.InvalidArgument {
 			t.Errorf("paxos batch with %x: %v, want InvalidArgument", raw, err)
+		}
+	}
+	for _, other := range []string{"another", ""} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		stream, err := n.internal().Paxos(ctx)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		_ = stream.Send(&meridianpb.PaxosBatch{Msgs: [][]byte{valid}, ClusterId: other})
+		_, err = stream.CloseAndRecv()
+		cancel()
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("paxos batch from cluster %q: %v, want FailedPrecondition", other, err)
 		}
 	}
 }

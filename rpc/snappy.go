@@ -35,8 +35,31 @@ func (p *pooledWriter) Close() error {
 	return err
 }
 
+// A snappy.Reader holds ~140 KiB of buffers: readers are pooled, and one
+// goes back to the pool when its message has been read to the end (the
+// small wrapper forgets it then, so a late Read cannot reach a reader that
+// another message now uses).
+var readers = sync.Pool{New: func() any { return snappy.NewReader(nil) }}
+
 func (snappyCompressor) Decompress(r io.Reader) (io.Reader, error) {
-	return snappy.NewReader(r), nil
+	sr := readers.Get().(*snappy.Reader)
+	sr.Reset(r)
+	return &pooledReader{r: sr}, nil
+}
+
+type pooledReader struct{ r *snappy.Reader }
+
+func (p *pooledReader) Read(b []byte) (int, error) {
+	if p.r == nil {
+		return 0, io.EOF
+	}
+	n, err := p.r.Read(b)
+	if err == io.EOF {
+		p.r.Reset(nil)
+		readers.Put(p.r)
+		p.r = nil
+	}
+	return n, err
 }
 
 // decompressAll is used by tests to check round trips.

@@ -19,8 +19,9 @@ import (
 // queued up into one message, and reconnects after errors. Queues are
 // bounded; when one is full messages are dropped (Paxos resends).
 type Peers struct {
-	self node.NodeID
-	addr func(node.NodeID) string
+	self    node.NodeID
+	cluster func() string // this node's cluster ID, stamped on every batch
+	addr    func(node.NodeID) string
 	dial func(ctx context.Context, addr string) (*grpc.ClientConn, error)
 	recv node.Receiver
 	log  *slog.Logger
@@ -48,8 +49,8 @@ const (
 
 // NewPeers returns a transport. addr resolves a node's address; dial opens
 // a connection (with the cluster's credentials).
-func NewPeers(self node.NodeID, addr func(node.NodeID) string, dial func(ctx context.Context, addr string) (*grpc.ClientConn, error), log *slog.Logger) *Peers {
-	return &Peers{self: self, addr: addr, dial: dial, log: log, peers: map[node.NodeID]*peer{}, done: make(chan struct{})}
+func NewPeers(self node.NodeID, cluster func() string, addr func(node.NodeID) string, dial func(ctx context.Context, addr string) (*grpc.ClientConn, error), log *slog.Logger) *Peers {
+	return &Peers{self: self, cluster: cluster, addr: addr, dial: dial, log: log, peers: map[node.NodeID]*peer{}, done: make(chan struct{})}
 }
 
 // SetReceiver attaches the local node (messages to self are delivered
@@ -171,7 +172,7 @@ func (p *Peers) runPaxos(pr *peer) {
 				return
 			case first = <-pr.paxos:
 			}
-			batch := &meridianpb.PaxosBatch{}
+			batch := &meridianpb.PaxosBatch{ClusterId: p.cluster()}
 			add := func(m paxos.Message) {
 				buf = paxos.AppendMessage(buf[:0], &m)
 				batch.Msgs = append(batch.Msgs, append([]byte(nil), buf...))
@@ -223,7 +224,7 @@ func (p *Peers) runTxn(pr *peer) {
 				return
 			case first = <-pr.txn:
 			}
-			batch := &meridianpb.TxnBatch{Msgs: []*meridianpb.TxnMsg{txnMsgToPB(first)}, FromNode: uint64(p.self)}
+			batch := &meridianpb.TxnBatch{Msgs: []*meridianpb.TxnMsg{txnMsgToPB(first)}, FromNode: uint64(p.self), ClusterId: p.cluster()}
 		drain:
 			for len(batch.Msgs) < maxBatchMsgs {
 				select {

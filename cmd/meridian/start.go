@@ -179,8 +179,17 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	dctx, cancel := context.WithTimeout(context.Background(), f.drain)
 	srv.Node().Drain(dctx)
 	cancel()
-	gs.GracefulStop()
+	// Stop the node (its streams to peers end, and peers' streams to it
+	// are answered Unavailable), then let in-flight calls finish; a call
+	// that does not is cut off.
 	srv.Close()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		gs.Stop()
+	}
 	fmt.Fprintln(cmd.OutOrStdout(), "stopped")
 	return nil
 }

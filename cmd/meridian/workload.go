@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/rpc/meridianpb"
 )
 
 type workloadFlags struct {
@@ -30,6 +32,7 @@ type workloadFlags struct {
 	accounts    int
 	initial     int
 	staleRead   time.Duration
+	crossShard  bool
 }
 
 func newWorkloadCmd() *cobra.Command {
@@ -46,8 +49,9 @@ latency percentiles (HdrHistogram), then a summary.
         --read-percent strong single-key reads, the rest single-key writes.
   bank  --accounts accounts spread over every shard; each operation moves
         money between two random accounts in a read-write transaction
-        (cross-shard ones use two-phase commit); at the end a strong
-        read-only transaction checks that the total is unchanged.`,
+        (cross-shard ones use two-phase commit; --cross-shard makes every
+        one cross-shard); at the end a strong read-only transaction checks
+        that the total is unchanged.`,
 		Example: `  meridian workload run kv --insecure --host 127.0.0.1:26257 --concurrency 64 --duration 30s --read-percent 50
   meridian workload run bank --insecure --host 127.0.0.1:26257 --concurrency 16 --duration 1m`,
 		Args:      cobra.ExactArgs(1),
@@ -83,6 +87,7 @@ latency percentiles (HdrHistogram), then a summary.
 	fl.IntVar(&f.valueSize, "value-size", 100, "kv: bytes per value")
 	fl.IntVar(&f.accounts, "accounts", 100, "bank: number of accounts")
 	fl.IntVar(&f.initial, "initial", 1000, "bank: initial balance of each account")
+	fl.BoolVar(&f.crossShard, "cross-shard", false, "bank: always move money between accounts of two different shards (every transaction is a two-group 2PC)")
 	fl.DurationVar(&f.staleRead, "stale-read", 0, "kv: serve reads with this bounded staleness at the nearest replica instead of strong reads")
 	cmd.AddCommand(run)
 	return cmd
@@ -216,6 +221,16 @@ func runKV(ctx context.Context, out io.Writer, c *client.Client, f *workloadFlag
 
 func bankKey(i int) []byte { return spreadKey("bank", i) }
 
+// groupOf is the group whose shard holds key (0 if none does).
+func groupOf(p *meridianpb.Placement, key []byte) uint64 {
+	for _, s := range p.GetShards() {
+		if bytes.Compare(key, s.Start) >= 0 && (len(s.End) == 0 || bytes.Compare(key, s.End) < 0) {
+			return s.Group
+		}
+	}
+	return 0
+}
+
 func runBank(ctx context.Context, out io.Writer, c *client.Client, f *workloadFlags) error {
 	// Create the accounts (idempotent: existing accounts are kept).
 	for i := 0; i < f.accounts; i += 50 {
@@ -240,9 +255,18 @@ func runBank(ctx context.Context, out io.Writer, c *client.Client, f *workloadFl
 		}
 	}
 	fmt.Fprintf(out, "bank: %d accounts, %d each\n", f.accounts, f.initial)
+	groups := make([]uint64, f.accounts)
+	distinct := map[uint64]bool{}
+	for i := range groups {
+		groups[i] = groupOf(c.Placement(), bankKey(i))
+		distinct[groups[i]] = true
+	}
+	if f.crossShard && len(distinct) < 2 {
+		return errors.New("--cross-shard needs accounts in at least two shards")
+	}
 	drive(ctx, out, f.concurrency, f.duration, func(ctx context.Context, rng *rand.Rand) error {
 		a, b := rng.IntN(f.accounts), rng.IntN(f.accounts)
-		for b == a {
+		for b == a || (f.crossShard && groups[a] == groups[b]) {
 			b = rng.IntN(f.accounts)
 		}
 		amount := 1 + rng.IntN(10)

@@ -1410,6 +1410,7 @@ func (x *Placement) GetClusterId() string {
 type PaxosBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Msgs          [][]byte               `protobuf:"bytes,1,rep,name=msgs,proto3" json:"msgs,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the sender's cluster: a node refuses batches from another
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1449,6 +1450,13 @@ func (x *PaxosBatch) GetMsgs() [][]byte {
 		return x.Msgs
 	}
 	return nil
+}
+
+func (x *PaxosBatch) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type TxnMsg struct {
@@ -1578,7 +1586,8 @@ func (x *TxnMsg) GetEpoch() uint64 {
 type TxnBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Msgs          []*TxnMsg              `protobuf:"bytes,1,rep,name=msgs,proto3" json:"msgs,omitempty"`
-	FromNode      uint64                 `protobuf:"varint,2,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"` // the sending node (it leads the messages' From groups)
+	FromNode      uint64                 `protobuf:"varint,2,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`   // the sending node (it leads the messages' From groups)
+	ClusterId     string                 `protobuf:"bytes,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the sender's cluster: a node refuses batches from another
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1625,6 +1634,13 @@ func (x *TxnBatch) GetFromNode() uint64 {
 		return x.FromNode
 	}
 	return 0
+}
+
+func (x *TxnBatch) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type Ack struct {
@@ -2482,10 +2498,12 @@ const file_meridian_proto_rawDesc = "" +
 	"\x06shards\x18\x03 \x03(\v2\x16.meridian.v1.ShardInfoR\x06shards\x12\x19\n" +
 	"\blease_ns\x18\x04 \x01(\x03R\aleaseNs\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x05 \x01(\tR\tclusterId\" \n" +
+	"cluster_id\x18\x05 \x01(\tR\tclusterId\"?\n" +
 	"\n" +
 	"PaxosBatch\x12\x12\n" +
-	"\x04msgs\x18\x01 \x03(\fR\x04msgs\"\x9d\x02\n" +
+	"\x04msgs\x18\x01 \x03(\fR\x04msgs\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\"\x9d\x02\n" +
 	"\x06TxnMsg\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\rR\x04type\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
@@ -2498,10 +2516,12 @@ const file_meridian_proto_rawDesc = "" +
 	"\apending\x18\t \x01(\bR\apending\x12\x0e\n" +
 	"\x02ts\x18\n" +
 	" \x01(\x03R\x02ts\x12\x14\n" +
-	"\x05epoch\x18\v \x01(\x04R\x05epoch\"P\n" +
+	"\x05epoch\x18\v \x01(\x04R\x05epoch\"o\n" +
 	"\bTxnBatch\x12'\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x13.meridian.v1.TxnMsgR\x04msgs\x12\x1b\n" +
-	"\tfrom_node\x18\x02 \x01(\x04R\bfromNode\"\x05\n" +
+	"\tfrom_node\x18\x02 \x01(\x04R\bfromNode\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x03 \x01(\tR\tclusterId\"\x05\n" +
 	"\x03Ack\"W\n" +
 	"\vJoinRequest\x12)\n" +
 	"\x04node\x18\x01 \x01(\v2\x15.meridian.v1.NodeInfoR\x04node\x12\x1d\n" +
