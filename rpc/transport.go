@@ -22,9 +22,9 @@ type Peers struct {
 	self    node.NodeID
 	cluster func() string // this node's cluster ID, stamped on every batch
 	addr    func(node.NodeID) string
-	dial func(ctx context.Context, addr string) (*grpc.ClientConn, error)
-	recv node.Receiver
-	log  *slog.Logger
+	dial    func(ctx context.Context, addr string) (*grpc.ClientConn, error)
+	recv    node.Receiver
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	peers map[node.NodeID]*peer
