@@ -49,13 +49,27 @@ type CommitResult struct {
 	Attempts int
 }
 
+// newTxnID draws a transaction ID: the time now in its first 48 bits (a
+// coordinator refuses commits of IDs older than it keeps outcomes for),
+// 80 random bits after.
 func newTxnID() []byte {
 	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
+	if _, err := rand.Read(b[6:]); err != nil {
 		panic(err)
+	}
+	ms := uint64(time.Now().UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
 	}
 	return b
 }
+
+// MaxCommitRetry bounds how long a commit whose outcome is in doubt is
+// retried (the coordinator answers a repeat from its outcome record, kept
+// two minutes by default); after it the commit fails with
+// ErrCommitUnknown.
+const MaxCommitRetry = time.Minute
 
 // ReadWriteTransaction is a transaction in progress: reads take locks at
 // each group's leader, writes are buffered until commit.
@@ -200,9 +214,17 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 		}
 		req.Participants = append(req.Participants, &meridianpb.Participant{Group: g, Writes: t.writes[g], Read: read, Epoch: epoch})
 	}
+	if len(t.reads) == 0 {
+		// Nothing locked under the ID yet: draw it now, so that the age
+		// a coordinator checks counts from the commit, not from when fn
+		// started buffering.
+		t.meta.Id = newTxnID()
+	}
 	// An ambiguous failure (the coordinator's leader went away) is
 	// retried: the coordinator group answers a repeated commit from its
 	// outcome record.
+	first := time.Now()
+	inDoubt := false
 	for {
 		var resp *meridianpb.CommitResponse
 		err := t.c.invoke(ctx, t.shards[coord], toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
@@ -218,6 +240,11 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 		// A definite answer ends it; a lost leader or connection is
 		// retried (the coordinator answers a repeat from its outcome
 		// record).
+		if inDoubt && errors.Is(err, ErrFailedPrecondition) {
+			// The coordinator no longer knows (the transaction is older
+			// than its outcome records).
+			return CommitResult{}, fmt.Errorf("%w: %w", ErrCommitUnknown, err)
+		}
 		if errors.Is(err, ErrAborted) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrFailedPrecondition) {
 			return CommitResult{}, err
 		}
@@ -227,7 +254,8 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 			// fail the same way.
 			return CommitResult{}, fmt.Errorf("%w: %w", ErrCommitUnknown, err)
 		}
-		if ctx.Err() != nil {
+		inDoubt = true
+		if ctx.Err() != nil || time.Since(first) > MaxCommitRetry {
 			return CommitResult{}, fmt.Errorf("%w: %v", ErrCommitUnknown, err)
 		}
 		select {

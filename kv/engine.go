@@ -21,6 +21,7 @@ const (
 	DefaultMaxValueSize    = 1 << 20
 	DefaultMaxLogEntrySize = 64 << 20
 	DefaultCacheSize       = 64 << 20
+	DefaultMemTableSize    = 64 << 20
 )
 
 // Options configures an Engine. The zero value is valid: real disk and the
@@ -39,8 +40,11 @@ type Options struct {
 	// CacheSize is the size of Pebble's block cache in bytes (default
 	// 64 MiB).
 	CacheSize int64
-	// MemTableSize is Pebble's memtable size in bytes (0: Pebble's default).
-	// Small memtables make tests exercise flushes and compactions.
+	// MemTableSize is Pebble's memtable size in bytes (default 64 MiB;
+	// Pebble starts small and grows to it). A large memtable lets Paxos log
+	// entries be truncated before they are ever flushed, which saves most
+	// compaction work. Small memtables make tests exercise flushes and
+	// compactions.
 	MemTableSize uint64
 	// Logger receives Pebble's informational and error messages. nil sends
 	// errors to the standard library logger and drops informational
@@ -77,6 +81,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.CacheSize == 0 {
 		o.CacheSize = DefaultCacheSize
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = DefaultMemTableSize
 	}
 	if o.Logger == nil {
 		o.Logger = stdLogger{}

@@ -403,7 +403,7 @@ func (g *Group) handleReady() error {
 		// A leader's Accepts go out first: followers' fsyncs overlap ours.
 		early, late := splitEarly(rd.Messages)
 		g.node.sendPaxos(g, early)
-		synced, err := txnkv.PersistPaxos(g.node.eng, g.store, &rd)
+		synced, err := txnkv.Persist(g.node.eng, g.store, g.cfg.Group, &rd)
 		if err != nil {
 			return err
 		}
@@ -415,9 +415,6 @@ func (g *Group) handleReady() error {
 			}
 		}
 		g.node.sendPaxos(g, late)
-		if err := txnkv.Apply(g.node.eng, g.store, g.cfg.Group, &rd); err != nil {
-			return err
-		}
 		g.node.sendTxn(g, rd.Msgs)
 		for _, task := range rd.Reads {
 			kvs, err := txnkv.Read(g.node.eng, task)

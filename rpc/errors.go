@@ -35,7 +35,7 @@ func statusError(err error, hint *meridianpb.LeaderHint) error {
 	case errors.Is(err, txn.ErrInvalid), errors.Is(err, kv.ErrKeyTooLarge), errors.Is(err, kv.ErrValueTooLarge),
 		errors.Is(err, kv.ErrEmptyKey), errors.Is(err, kv.ErrInvalidTimestamp):
 		code = codes.InvalidArgument
-	case errors.Is(err, kv.ErrBelowGCHorizon):
+	case errors.Is(err, kv.ErrBelowGCHorizon), errors.Is(err, txn.ErrTooOld):
 		code = codes.FailedPrecondition
 	case errors.Is(err, txn.ErrUnknownTxn):
 		code = codes.NotFound

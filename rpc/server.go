@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -619,6 +621,15 @@ func (s *Server) Txn(stream meridianpb.Internal_TxnServer) error {
 	})
 }
 
+// newClusterID returns 128 random bits in hex.
+func newClusterID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
 // sameCluster refuses a batch from a node of another cluster (say, a node
 // of an old cluster still running on a reused address): its messages
 // would otherwise reach groups that share its group IDs. A node not yet
@@ -631,44 +642,27 @@ func (s *Server) sameCluster(sender string) error {
 }
 
 // receive runs a node-to-node stream: each batch from recv goes to handle
-// until the peer closes the stream (then closed answers it), handle fails,
-// or this server closes (the stream ends Unavailable, so that a graceful
-// stop does not wait on peers that keep their streams open).
+// until the peer closes the stream (then closed answers it) or handle
+// fails. Once this server closes, the next batch ends the stream
+// Unavailable: peers send at least every heartbeat, so a graceful stop
+// does not wait long on peers that keep their streams open (and the
+// caller cuts off what remains).
 func receive[T any](s *Server, recv func() (T, error), closed func() error, handle func(T) error) error {
-	type item struct {
-		v   T
-		err error
-	}
-	items := make(chan item)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			v, err := recv()
-			select {
-			case items <- item{v, err}:
-			case <-done:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
 	for {
+		v, err := recv()
+		if err == io.EOF {
+			return closed()
+		}
+		if err != nil {
+			return err
+		}
 		select {
 		case <-s.stop:
 			return status.Error(codes.Unavailable, "node stopping")
-		case it := <-items:
-			if it.err == io.EOF {
-				return closed()
-			}
-			if it.err != nil {
-				return it.err
-			}
-			if err := handle(it.v); err != nil {
-				return err
-			}
+		default:
+		}
+		if err := handle(v); err != nil {
+			return err
 		}
 	}
 }
@@ -751,7 +745,7 @@ func (s *Server) Init(ctx context.Context, r *meridianpb.InitRequest) (*meridian
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
-	p.ClusterID = txn.NewTxnID().String() // 128 random bits
+	p.ClusterID = newClusterID()
 	pb := PlacementToPB(p)
 	for _, n := range p.Nodes {
 		if n.ID == s.cfg.Self.ID {

@@ -3,7 +3,6 @@ package rpc
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"testing"
 	"time"
@@ -19,11 +18,7 @@ import (
 )
 
 func newMeta() *meridianpb.TxnMeta {
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
-		panic(err)
-	}
-	return &meridianpb.TxnMeta{Id: id}
+	return &meridianpb.TxnMeta{Id: txn.NewTxnID().Bytes()}
 }
 
 func put(key, value string) *meridianpb.Mutation {

@@ -404,16 +404,13 @@ func (s *txnSim) process(rep *trep) {
 				s.sendPaxos(n, m)
 			}
 		}
-		if _, err := txnkv.PersistPaxos(n.eng, rep.store, &rd); err != nil {
+		if _, err := txnkv.Persist(n.eng, rep.store, rep.group, &rd); err != nil {
 			s.violation("node %d: persist: %v", n.id, err)
 		}
 		for _, m := range rd.Messages {
 			if !paxos.SendBeforePersist(m) {
 				s.sendPaxos(n, m)
 			}
-		}
-		if err := txnkv.Apply(n.eng, rep.store, rep.group, &rd); err != nil {
-			s.violation("node %d: apply: %v", n.id, err)
 		}
 		for _, m := range rd.Msgs {
 			s.sendTxnMsg(n, m)

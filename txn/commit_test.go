@@ -239,3 +239,62 @@ func TestCommitInFlightAtLeaderFailure(t *testing.T) {
 		})
 	}
 }
+
+// drawnAt returns an ID whose time bits say it was drawn at ts.
+func drawnAt(ts tt.Timestamp, lo uint64) TxnID {
+	return TxnID{Hi: uint64(int64(ts)/int64(time.Millisecond))<<16 | 0xbeef, Lo: lo}
+}
+
+// A coordinator that knows nothing of a transaction drawn longer ago than
+// 3/4 of OutcomeRetention refuses to commit it: had it committed before,
+// its outcome might have expired, and executing it again would apply it
+// twice.
+func TestCommitOfTooOldTransaction(t *testing.T) {
+	c := newCluster(t, hOpts{cfg: Config{OutcomeRetention: 4 * time.Second}})
+	if id := drawnAt(c.now, 1); id.Time() != c.now {
+		t.Fatalf("drawnAt: time %s, want %s", c.rel(id.Time()), c.rel(c.now))
+	}
+	old := Meta{ID: drawnAt(c.now.Add(-3500*time.Millisecond), 1)}
+	if a := c.wait(c.send(1, nil, commitReq(old, part(1, false, "a/old=1"))), time.Second); !errors.Is(a.err, ErrTooOld) {
+		t.Fatalf("commit of a transaction drawn 3.5s ago: %v, want ErrTooOld", a.err)
+	}
+	// Drawn 2.5s ago: still accepted.
+	if a := c.wait(c.send(1, nil, commitReq(Meta{ID: drawnAt(c.now.Add(-2500*time.Millisecond), 2)}, part(1, false, "a/recent=1"))), time.Second); a.err != nil {
+		t.Fatalf("commit of a transaction drawn 2.5s ago: %v", a.err)
+	}
+	// A fresh transaction commits; a retry is answered from its outcome
+	// for as long as that is kept, even once the ID is too old to commit
+	// anew.
+	m := Meta{ID: drawnAt(c.now, 3)}
+	first := c.wait(c.send(1, nil, commitReq(m, part(1, false, "a/k=1"))), time.Second)
+	if first.err != nil {
+		t.Fatal(first.err)
+	}
+	c.advance(3500 * time.Millisecond)
+	if a := c.ok(c.send(1, nil, commitReq(m, part(1, false, "a/k=1")))); a.resp.TS != first.resp.TS {
+		t.Fatalf("retry within retention: ts %s, want %s", c.rel(a.resp.TS), c.rel(first.resp.TS))
+	}
+	// Past the retention (a later commit moves the applied timestamp on
+	// and expires the outcome), the retry is refused, not executed.
+	c.advance(time.Second)
+	c.wait(c.send(1, nil, commitReq(Meta{ID: drawnAt(c.now, 4)}, part(1, false, "a/later=1"))), time.Second)
+	if _, ok := c.leader(1).g.outcomes[m.ID]; ok {
+		t.Fatal("the outcome was not expired")
+	}
+	if a := c.wait(c.send(1, nil, commitReq(m, part(1, false, "a/k=1"))), time.Second); !errors.Is(a.err, ErrTooOld) {
+		t.Fatalf("retry after the outcome expired: %v, want ErrTooOld", a.err)
+	}
+	c.advance(300 * time.Millisecond)
+	for _, r := range c.group(1).reps {
+		if got := r.versionsOf("a/k"); !slices.Equal(got, []tt.Timestamp{first.resp.TS}) {
+			t.Errorf("%s: versions of a/k %v, want one at %s", r, got, c.rel(first.resp.TS))
+		}
+		if got := r.versionsOf("a/old"); len(got) != 0 {
+			t.Errorf("%s: the refused commit wrote a/old at %v", r, got)
+		}
+	}
+	// IDs without a time are not checked.
+	if a := c.wait(c.send(1, nil, commitReq(Meta{ID: TxnID{Hi: 7, Lo: 7}}, part(1, false, "a/untimed=1"))), time.Second); a.err != nil {
+		t.Fatalf("commit of an ID without a time: %v", a.err)
+	}
+}

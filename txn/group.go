@@ -608,6 +608,11 @@ func (g *Group) commit(req Request) {
 		return
 	}
 	t := g.txns[req.Txn.ID]
+	if t == nil && g.tooOld(req.Txn.ID) {
+		g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: %s was drawn at %s, more than %s ago; if it committed before, that is no longer known",
+			ErrTooOld, req.Txn.ID, req.Txn.ID.Time(), g.cfg.OutcomeRetention*3/4)})
+		return
+	}
 	if own.Read && (t == nil || own.Epoch != g.epoch() || !g.locks.holds(req.Txn.ID) && t.status != stAborted) {
 		if t != nil {
 			g.abortTxn(t, "read locks lost")
@@ -985,6 +990,17 @@ func (g *Group) applyWrites(ws []Mutation, ts tt.Timestamp) {
 	for _, w := range ws {
 		g.out.Writes = append(g.out.Writes, Write{Key: w.Key, TS: ts, Value: w.Value, Delete: w.Delete})
 	}
+}
+
+// tooOld reports whether a transaction this group knows nothing about was
+// drawn so long ago that its outcome record, had it committed here, might
+// have expired.
+func (g *Group) tooOld(id TxnID) bool {
+	drawn := id.Time()
+	if drawn == 0 || !paxosHealthy(g.now) {
+		return false
+	}
+	return drawn < g.now.Earliest.Add(-g.cfg.OutcomeRetention*3/4)
 }
 
 func (g *Group) putOutcome(id TxnID, o outcome) {

@@ -6,22 +6,41 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/meridiandb/meridian/tt"
 )
 
-// TxnID names a transaction. Clients draw it at random; retries of a
-// transaction after an abort keep its priority but may keep or renew the ID.
+// TxnID names a transaction. Clients draw it: the first 48 bits are the
+// wall-clock time in milliseconds when it was drawn, the other 80 random
+// (like a UUIDv7). The time lets a coordinator refuse a commit whose
+// outcome record may have expired (Config.OutcomeRetention) instead of
+// executing it a second time; an ID whose time bits are zero is not
+// checked. Retries of a transaction after an abort keep its priority but
+// may keep or renew the ID.
 type TxnID struct{ Hi, Lo uint64 }
 
-// NewTxnID returns a random ID (crypto/rand; only clients call it).
+// NewTxnID returns an ID drawn now (crypto/rand and the wall clock; only
+// clients call it).
 func NewTxnID() TxnID {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err)
 	}
-	return TxnID{Hi: binary.BigEndian.Uint64(b[:8]), Lo: binary.BigEndian.Uint64(b[8:])}
+	ms := uint64(time.Now().UnixMilli())
+	hi := ms<<16 | uint64(binary.BigEndian.Uint16(b[:2]))
+	return TxnID{Hi: hi, Lo: binary.BigEndian.Uint64(b[8:])}
+}
+
+// Time is when the ID was drawn (0: unknown, or time bits past what a
+// Timestamp holds).
+func (id TxnID) Time() tt.Timestamp {
+	ms := id.Hi >> 16
+	if ms > math.MaxInt64/uint64(time.Millisecond) {
+		return 0
+	}
+	return tt.Timestamp(int64(ms) * int64(time.Millisecond))
 }
 
 // IsZero reports whether id is the zero ID.
@@ -106,6 +125,10 @@ var (
 	ErrTimeout    = errors.New("txn: timed out")
 	ErrUnknownTxn = errors.New("txn: unknown transaction")
 	ErrInvalid    = errors.New("txn: invalid request")
+	// ErrTooOld: a commit for a transaction drawn longer ago than its
+	// outcome is kept; if it was committed before, that can no longer be
+	// known, so it is not executed (FailedPrecondition).
+	ErrTooOld = errors.New("txn: transaction too old to commit")
 )
 
 // AbortError says why a transaction was aborted; errors.Is(err,
@@ -140,8 +163,12 @@ type Config struct {
 	// Default 5 s.
 	ReadWait time.Duration
 	// OutcomeRetention: outcome records of transactions whose timestamp is
-	// this far below the group's last applied timestamp are dropped.
-	// Default 1 h.
+	// this far below the group's last applied timestamp are dropped, and a
+	// coordinator refuses (ErrTooOld) commits of transactions whose ID was
+	// drawn more than 3/4 of it ago and of which it knows nothing (a late
+	// retry could otherwise execute twice; the quarter is slack for
+	// clients' clocks). Clients stop retrying a commit well before.
+	// Default 2 min.
 	OutcomeRetention time.Duration
 	// MaxWrites bounds a transaction's writes at one group. Default 10000.
 	MaxWrites int
@@ -186,7 +213,7 @@ func (c *Config) fill() {
 		c.ReadWait = 5 * time.Second
 	}
 	if c.OutcomeRetention <= 0 {
-		c.OutcomeRetention = time.Hour
+		c.OutcomeRetention = 2 * time.Minute
 	}
 	if c.MaxWrites <= 0 {
 		c.MaxWrites = 10000

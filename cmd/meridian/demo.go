@@ -98,7 +98,7 @@ func runDemo(cmd *cobra.Command, f *demoFlags) error {
 		return errors.New("--nodes must be between 1 and 9")
 	}
 	m = m.Subset(f.regions)
-	clock, closeClock, err := openClock(ctx, f.ntp, f.epsilon, 100*time.Millisecond)
+	clock, closeClock, err := openClock(ctx, f.ntp, time.Second, f.epsilon, 100*time.Millisecond)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ type startFlags struct {
 	ntp       string
 	epsilon   time.Duration
 	maxEps    time.Duration
+	ntpPoll   time.Duration
 	drain     time.Duration
 	http      string
 }
@@ -68,6 +69,7 @@ then it stops.`,
 	fl.StringVar(&f.certsDir, "certs-dir", "certs", "directory with ca.crt and node.crt/node.key (mutual TLS)")
 	fl.StringVar(&f.ntp, "ntp", "", "comma-separated NTP servers (host:port) for the interval clock; empty: the system clock with --epsilon")
 	fl.DurationVar(&f.epsilon, "epsilon", 5*time.Millisecond, "assumed ε of the system clock when --ntp is not given")
+	fl.DurationVar(&f.ntpPoll, "ntp-poll", time.Second, "how often to query the --ntp servers; between queries ε grows by the drift bound (200 µs/s), so commit wait grows with this")
 	fl.DurationVar(&f.maxEps, "max-epsilon", 100*time.Millisecond, "ε above which the clock counts as unhealthy (the node then neither leads nor votes)")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "how long to wait for leadership hand-off on shutdown")
 	fl.StringVar(&f.http, "http", "", "address for the HTTP server: /metrics (Prometheus), /debug/txn, /debug/cluster, /debug/pprof/; empty: none")
@@ -75,9 +77,9 @@ then it stops.`,
 }
 
 // openClock returns the interval clock the flags ask for.
-func openClock(ctx context.Context, ntp string, epsilon, maxEps time.Duration) (tt.Clock, func(), error) {
+func openClock(ctx context.Context, ntp string, poll, epsilon, maxEps time.Duration) (tt.Clock, func(), error) {
 	if servers := splitList(ntp); len(servers) > 0 {
-		c, err := tt.NewNTP(tt.NTPConfig{Servers: servers, MaxEpsilon: maxEps, Logger: slog.Default()})
+		c, err := tt.NewNTP(tt.NTPConfig{Servers: servers, PollInterval: poll, MaxEpsilon: maxEps, Logger: slog.Default()})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -137,7 +139,7 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	if err != nil {
 		return err
 	}
-	clock, closeClock, err := openClock(ctx, f.ntp, f.epsilon, f.maxEps)
+	clock, closeClock, err := openClock(ctx, f.ntp, f.ntpPoll, f.epsilon, f.maxEps)
 	if err != nil {
 		return err
 	}

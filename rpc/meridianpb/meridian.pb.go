@@ -27,7 +27,7 @@ const (
 
 type TxnMeta struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`              // 16 bytes, random
+	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`              // 16 bytes: the time it was drawn (48 bits, Unix ms), then 80 random bits; a coordinator refuses commits of IDs older than it keeps outcomes for
 	Priority      int64                  `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"` // wound-wait priority (start time); 0: assigned by the first group
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -12,60 +12,57 @@ import (
 	"github.com/meridiandb/meridian/txn"
 )
 
-// PersistPaxos writes the Ready's Paxos hard state and entries, synced
-// when the Ready says it must be (a moved chosen index alone need not be),
-// skipping the commit when there is nothing. It returns whether it synced.
-func PersistPaxos(eng *kv.Engine, store *pebblestore.Store, rd *txn.Ready) (bool, error) {
-	if rd.HardState == nil && len(rd.Entries) == 0 {
+// Persist writes a Ready's effects in one batch: the Paxos hard state and
+// entries, and the MVCC writes, transaction records and apply state of
+// what it applies. The batch is synced when the Ready says it must be (new
+// entries or a new promise; a moved chosen index or applied entries alone
+// need not be: they are durable in the log and replay after a crash). One
+// batch rather than two saves a WAL write per Ready and keeps the log and
+// what was applied from it atomic. It returns whether it synced.
+func Persist(eng *kv.Engine, store *pebblestore.Store, group uint64, rd *txn.Ready) (synced bool, err error) {
+	paxosState := rd.HardState != nil || len(rd.Entries) > 0
+	applied := len(rd.Committed) > 0 || len(rd.Writes) > 0 || len(rd.Meta) > 0
+	if !paxosState && !applied {
 		return false, nil
 	}
 	b := eng.NewBatch()
-	if err := store.SaveReady(b, &rd.Ready); err != nil {
-		b.Close()
-		return false, err
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	if paxosState {
+		if err := store.SaveReady(b, &rd.Ready); err != nil {
+			return false, err
+		}
 	}
-	return rd.MustSync, b.Commit(rd.MustSync)
-}
-
-// Apply writes the Ready's MVCC writes, transaction records and apply
-// state in one batch (unsynced: the applied entries are durable in the log
-// and replay after a crash).
-func Apply(eng *kv.Engine, store *pebblestore.Store, group uint64, rd *txn.Ready) error {
-	if len(rd.Committed) == 0 && len(rd.Writes) == 0 && len(rd.Meta) == 0 {
-		return nil
-	}
-	b := eng.NewBatch()
 	for _, w := range rd.Writes {
-		var err error
 		if w.Delete {
 			err = b.Delete(w.Key, w.TS)
 		} else {
 			err = b.Put(w.Key, w.TS, w.Value)
 		}
 		if err != nil {
-			b.Close()
-			return err
+			return false, err
 		}
 	}
 	for _, m := range rd.Meta {
-		var err error
 		if m.Delete {
 			err = b.DeleteMeta(group, m.Name)
 		} else {
 			err = b.SetMeta(group, m.Name, m.Value)
 		}
 		if err != nil {
-			b.Close()
-			return err
+			return false, err
 		}
 	}
 	if len(rd.Committed) > 0 {
 		if err := store.SaveApplyState(b, rd.ApplyState); err != nil {
-			b.Close()
-			return err
+			return false, err
 		}
 	}
-	return b.Commit(false)
+	sync := paxosState && rd.MustSync
+	return sync, b.Commit(sync)
 }
 
 // Read performs a read task: a point read (one result or none) or a scan.
