@@ -123,6 +123,9 @@ type Group struct {
 	// campaignAtStart: a new group's preferred replica starts an election
 	// as soon as it runs.
 	campaignAtStart bool
+	// strong is what single-group strong reads may use without entering
+	// the loop (nil: they go through it).
+	strong atomic.Pointer[txn.StrongRead]
 
 	status  atomic.Pointer[GroupStatus]
 	stopped atomic.Bool
@@ -395,8 +398,53 @@ func (g *Group) sleep() time.Duration {
 	return min(d, maxSleep)
 }
 
+// publishStrong publishes what single-group strong reads may use without
+// entering the loop (see txn.Group.StrongReadState). It runs only where
+// Pebble holds everything the replica has handed out for application;
+// invalidate runs first in every Ready, before any message leaves, so that
+// a lost lease or a prepared transaction stops the fast path at once.
+func (g *Group) publishStrong() {
+	if s, ok := g.t.StrongReadState(); ok {
+		g.strong.Store(&s)
+	} else {
+		g.strong.Store(nil)
+	}
+}
+
+func (g *Group) invalidateStrong() {
+	if _, ok := g.t.StrongReadState(); !ok {
+		g.strong.Store(nil)
+	}
+}
+
+// StrongRead serves a single-group strong read on the caller's goroutine
+// when the group's last published state allows it (this replica leads with
+// a valid lease and nothing prepared); ok false means the read must go
+// through Do.
+func (g *Group) StrongRead(task txn.ReadTask) (kvs []kv.KeyValue, ts tt.Timestamp, ok bool, err error) {
+	s := g.strong.Load()
+	if s == nil {
+		return nil, 0, false, nil
+	}
+	iv, cerr := g.node.clock.Now()
+	if cerr != nil || iv.Latest >= s.LeaseEnd {
+		return nil, 0, false, nil
+	}
+	task.TS = s.TS
+	kvs, err = txnkv.Read(g.node.eng, task)
+	if m := g.node.met; m != nil {
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+		}
+		m.Requests.WithLabelValues("snapshot_read", outcome).Inc()
+	}
+	return kvs, s.TS, true, err
+}
+
 // handleReady runs the txn.Ready contract until the group has nothing more.
 func (g *Group) handleReady() error {
+	g.invalidateStrong()
 	for g.t.HasReady() {
 		rd := g.t.Ready()
 		g.readies.Add(1)
@@ -407,6 +455,7 @@ func (g *Group) handleReady() error {
 		if err != nil {
 			return err
 		}
+		g.publishStrong()
 		if synced {
 			g.syncs.Add(1)
 			if m := g.node.met; m != nil {

@@ -1002,6 +1002,15 @@ func (r *Replica) Leaseholder(now tt.Interval) bool {
 	return r.leaseValid() && r.apply.Index >= r.lead.barrier
 }
 
+// LeaseEnd is the end of this replica's lease as leader (0 when it does
+// not lead or is abdicating).
+func (r *Replica) LeaseEnd() tt.Timestamp {
+	if r.role != roleLeader || r.lead.abdicating {
+		return 0
+	}
+	return r.lead.leaseEnd
+}
+
 // ClosedTS returns t_safe_paxos as of the entries handed out for
 // application so far (including the outstanding Ready's): no entry applied
 // later carries a timestamp at or below it.

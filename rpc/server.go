@@ -541,6 +541,17 @@ func (s *Server) SnapshotRead(ctx context.Context, r *meridianpb.SnapshotReadReq
 	if err := spanInGroup(&req, g.ID(), g.Config().Start, g.Config().End); err != nil {
 		return nil, err
 	}
+	if req.Kind == txn.ReqSnapshotRead && req.TS == 0 && req.SingleGroup {
+		// The leader serves a single-group strong read on this goroutine
+		// when it can (no round through the group's loop).
+		kvs, ts, ok, err := g.StrongRead(txn.ReadTask{Key: req.Key, Start: req.Start, End: req.End, Limit: req.Limit, Reverse: req.Reverse})
+		if ok {
+			if err != nil {
+				return nil, statusError(err, nil)
+			}
+			return &meridianpb.ReadResponse{Kvs: kvsToPB(kvs), ReadTs: int64(ts), ServedBy: uint64(s.cfg.Self.ID)}, nil
+		}
+	}
 	rep, err := s.do(ctx, g, req)
 	if err != nil {
 		return nil, err

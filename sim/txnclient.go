@@ -12,6 +12,7 @@ import (
 	"github.com/meridiandb/meridian/paxos"
 	"github.com/meridiandb/meridian/tt"
 	"github.com/meridiandb/meridian/txn"
+	"github.com/meridiandb/meridian/txn/txnkv"
 )
 
 const (
@@ -593,6 +594,16 @@ func (s *txnSim) dispatchTo(cl *call, replica paxos.ReplicaID) {
 		rep := to.reps[cl.group]
 		if s.debugTxn != nil && s.debugTxn(cl.t.rec.ID) {
 			s.tracef("REQ %s %v kind=%d key=%s group=%d node=%d leader=%v", cl.t.rec.ID, cl.req.Txn.ID, cl.req.Kind, cl.req.Key, cl.group, to.id, rep.g.Replica().IsLeader())
+		}
+		if r := cl.req; r.Kind == txn.ReqSnapshotRead && r.TS == 0 && r.SingleGroup && rep.strong != nil &&
+			s.now(to).Latest != 0 && (s.now(to).Latest < rep.strong.LeaseEnd || s.opts.Bug == "stale-fast-read") {
+			// The runtime's fast path: the leader serves the read from its
+			// published state, without entering the group.
+			task := txn.ReadTask{ID: r.ID, Key: r.Key, Start: r.Start, End: r.End, Limit: r.Limit, Reverse: r.Reverse, TS: rep.strong.TS}
+			kvs, err := txnkv.Read(to.eng, task)
+			s.res.FastReads++
+			s.answerRead(rep, task, kvs, err)
+			return
 		}
 		rep.g.Handle(s.now(to), cl.req)
 		s.process(rep)

@@ -36,7 +36,9 @@ type TxnOptions struct {
 	// Faults as in PaxosOptions: crash, partition, net, clock, all.
 	Faults []string
 	// Bug: "no-commit-wait" acknowledges and applies commits without
-	// waiting out the clock uncertainty.
+	// waiting out the clock uncertainty; "stale-fast-read" lets a leader
+	// serve strong reads from its published state after its lease ended
+	// and without invalidating it when it stops serving.
 	Bug string
 	// ClockError is each time sample's error bound (ε right after a sync;
 	// it grows with drift until the next). Default 1 ms.
@@ -48,7 +50,7 @@ type TxnOptions struct {
 }
 
 // TxnFaults lists the bugs TxnOptions.Bug accepts.
-var TxnBugs = []string{"no-commit-wait"}
+var TxnBugs = []string{"no-commit-wait", "stale-fast-read"}
 
 func (o *TxnOptions) fill() error {
 	if o.Preset == "" {
@@ -106,6 +108,9 @@ type TxnResult struct {
 	// Committed, Aborted (attempts that aborted, retried or not), Unknown
 	// read-write transactions; ReadOnly transactions that succeeded.
 	Committed, Aborted, Unknown, ReadOnly int
+	// FastReads counts single-group strong reads a leader served from its
+	// published state, without entering the group.
+	FastReads int
 	// CommitP50 is the median commit latency (commit request to answer at
 	// the client) of cross-region two-phase commits; CommitBound the median
 	// of their analytic lower bounds; LocalCommitP50 the median of
@@ -135,6 +140,10 @@ type trep struct {
 	nextTck tt.Timestamp
 	tickEp  int
 	led     bool
+	// strong is the state single-group strong reads are served from
+	// without entering the group, published as the node runtime does
+	// (nil: such reads go through Handle).
+	strong *txn.StrongRead
 }
 
 type shard struct {
@@ -397,6 +406,9 @@ func (s *txnSim) schedule(rep *trep) {
 // process runs the txn.Ready contract, exactly as the node runtime does.
 func (s *txnSim) process(rep *trep) {
 	n := rep.node
+	if _, ok := rep.g.StrongReadState(); !ok && s.opts.Bug != "stale-fast-read" {
+		rep.strong = nil
+	}
 	for rep.g.HasReady() && n.up {
 		rd := rep.g.Ready()
 		for _, m := range rd.Messages {
@@ -406,6 +418,11 @@ func (s *txnSim) process(rep *trep) {
 		}
 		if _, err := txnkv.Persist(n.eng, rep.store, rep.group, &rd); err != nil {
 			s.violation("node %d: persist: %v", n.id, err)
+		}
+		if sr, ok := rep.g.StrongReadState(); ok {
+			rep.strong = &sr
+		} else if s.opts.Bug != "stale-fast-read" {
+			rep.strong = nil
 		}
 		for _, m := range rd.Messages {
 			if !paxos.SendBeforePersist(m) {

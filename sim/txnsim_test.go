@@ -57,6 +57,22 @@ func TestTxnNegativeControl(t *testing.T) {
 	}
 }
 
+// TestTxnStaleFastReadCaught: a leader that keeps serving strong reads
+// from its published state after it stopped serving must be caught.
+func TestTxnStaleFastReadCaught(t *testing.T) {
+	found := 0
+	for seed := uint64(1); seed <= 10 && found == 0; seed++ {
+		res, err := RunTxn(TxnOptions{Seed: seed, Duration: 30 * time.Second, Bug: "stale-fast-read"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found += len(res.Violations)
+	}
+	if found == 0 {
+		t.Fatal("--bug stale-fast-read produced no violations in 10 seeds: the checker cannot fail")
+	}
+}
+
 func TestTxnDeterministic(t *testing.T) {
 	run := func() TxnResult {
 		res, err := RunTxn(TxnOptions{Seed: 9, Faults: []string{"all"}, Duration: 15 * time.Second})

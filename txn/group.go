@@ -1098,6 +1098,31 @@ func (g *Group) pickStrong(single bool) (tt.Timestamp, error) {
 	return g.now.Latest, nil
 }
 
+// StrongRead is what a single-group strong read may use without entering
+// the group: the timestamp pickStrong would choose, valid while
+// TT.now().latest is below LeaseEnd.
+type StrongRead struct {
+	TS, LeaseEnd tt.Timestamp
+}
+
+// StrongReadState returns the StrongRead a single-group strong read at this
+// replica would get as of its last input, and whether it would be served at
+// once (the replica is the serving leader, nothing is prepared, and safe
+// time covers the timestamp). The runtime publishes it after applying
+// each Ready and before answering anything, so that reads can bypass the
+// group's goroutine: until the next input no acknowledged commit can be
+// missing below TS, and the lease keeps other leaders from committing.
+func (g *Group) StrongReadState() (StrongRead, bool) {
+	if !g.serving() || len(g.prepared) > 0 {
+		return StrongRead{}, false
+	}
+	ts := max(g.r.LastAppliedTS(), 1)
+	if ts > g.SafeTime() {
+		return StrongRead{}, false
+	}
+	return StrongRead{TS: ts, LeaseEnd: g.r.LeaseEnd()}, true
+}
+
 func paxosHealthy(now tt.Interval) bool { return now.Latest != 0 && now.Valid() }
 
 func (g *Group) strongTS(req Request) {

@@ -154,6 +154,16 @@ func TestStrongReadTimestamp(t *testing.T) {
 	if !a.read || a.task.TS != c1 || len(a.kvs) != 1 || a.kvs[0].value != "1" {
 		t.Errorf("strong single-group read: ts %s %v", c.rel(a.task.TS), a.kvs)
 	}
+	// The state the runtime publishes for reads that bypass the group
+	// agrees, and holds while the lease does; followers publish nothing.
+	if sr, ok := l.g.StrongReadState(); !ok || sr.TS != c1 || sr.LeaseEnd <= c.now || sr.LeaseEnd != l.g.Replica().LeaseEnd() {
+		t.Errorf("leader's strong read state %+v %v, want ts %s and its lease", sr, ok, c.rel(c1))
+	}
+	for _, id := range []paxos.ReplicaID{2, 3} {
+		if sr, ok := c.rep(1, id).g.StrongReadState(); ok {
+			t.Errorf("follower %d publishes a strong read state %+v", id, sr)
+		}
+	}
 	// Several groups, or not at the leader: TT.now().latest.
 	id := c.send(1, l, Request{Kind: ReqStrongTS})
 	if a := c.ok(id); a.resp.TS != c.reqs[id].iv.Latest {
@@ -173,6 +183,9 @@ func TestStrongReadTimestamp(t *testing.T) {
 	if l2.g.Prepared() != 1 {
 		t.Fatal("group 2 is not prepared")
 	}
+	if sr, ok := l2.g.StrongReadState(); ok {
+		t.Errorf("a leader with a prepared transaction publishes a strong read state %+v", sr)
+	}
 	id = c.send(2, l2, Request{Kind: ReqStrongTS, SingleGroup: true})
 	if a := c.ok(id); a.resp.TS != c.reqs[id].iv.Latest || a.resp.TS == l2.g.Replica().LastAppliedTS() {
 		t.Errorf("strong ts with a prepared transaction %s, want latest %s", c.rel(a.resp.TS), c.rel(c.reqs[id].iv.Latest))
@@ -186,6 +199,10 @@ func TestStrongReadTimestamp(t *testing.T) {
 	a = c.wait(id, 3*time.Second)
 	if a.err != nil || a.task.TS != c.reqs[id].iv.Latest || len(a.kvs) != 1 || a.kvs[0].ts != s {
 		t.Errorf("strong read after the outcome: ts %s %v %v", c.rel(a.task.TS), a.kvs, a.err)
+	}
+	c.advance(300 * time.Millisecond)
+	if sr, ok := l2.g.StrongReadState(); !ok || sr.TS < s {
+		t.Errorf("after the outcome applied: strong read state %+v %v, want one at or above %s", sr, ok, c.rel(s))
 	}
 }
 

@@ -63,7 +63,7 @@ clock uncertainties and prints where commit wait starts to cost.`,
 	fl.IntVar(&f.seeds, "seeds", 20, "number of seeds to run (from --seed on, or from 1)")
 	fl.Int64Var(&f.seed, "seed", -1, "run exactly this seed (or start --seeds here)")
 	fl.StringVar(&f.faults, "faults", "", "comma-separated faults: crash, partition, net, clock, all (default none)")
-	fl.StringVar(&f.bug, "bug", "", "turn on a deliberate bug to show the checker catches it: no-commit-wait")
+	fl.StringVar(&f.bug, "bug", "", "turn on a deliberate bug to show the checker catches it: no-commit-wait (with a large --epsilon), stale-fast-read")
 	fl.StringVarP(&f.output, "output", "w", "table", "output format: table or json")
 	fl.DurationVar(&f.duration, "duration", 30*time.Second, "virtual time per seed")
 	fl.StringVar(&f.placement, "placement", "regional", "replica placement: regional or spread")
@@ -85,6 +85,7 @@ type simTxnReport struct {
 	Aborted               int            `json:"aborted_attempts"`
 	Unknown               int            `json:"unknown"`
 	ReadOnly              int            `json:"read_only"`
+	FastReads             int            `json:"fast_strong_reads"`
 	CommitP50Ms           float64        `json:"commit_p50_ms"`
 	CommitBoundMs         float64        `json:"commit_bound_ms"`
 	LocalCommitP50Ms      float64        `json:"local_commit_p50_ms"`
@@ -140,6 +141,7 @@ func runSimTxn(cmd *cobra.Command, f *simTxnFlags) error {
 			rep.Aborted += res.Aborted
 			rep.Unknown += res.Unknown
 			rep.ReadOnly += res.ReadOnly
+			rep.FastReads += res.FastReads
 			virt += res.Virtual
 			wall += res.Wall
 			if res.CommitP50 > 0 {
@@ -207,8 +209,8 @@ func runSimTxn(cmd *cobra.Command, f *simTxnFlags) error {
 	} else {
 		fmt.Fprintf(out, "seeds:                 %d (%s placement, %.0f virtual s per wall s)\n", rep.Seeds, rep.Placement, rep.Speedup)
 		fmt.Fprintf(out, "violations:            %d\n", len(rep.Violations))
-		fmt.Fprintf(out, "transactions:          %d committed, %d aborted attempts (retried), %d unknown, %d read-only\n",
-			rep.Committed, rep.Aborted, rep.Unknown, rep.ReadOnly)
+		fmt.Fprintf(out, "transactions:          %d committed, %d aborted attempts (retried), %d unknown, %d read-only (%d strong reads served from a leader's published state)\n",
+			rep.Committed, rep.Aborted, rep.Unknown, rep.ReadOnly, rep.FastReads)
 		fmt.Fprintf(out, "cross-region commit:   p50 %.1f ms, analytic lower bound %.1f ms (ratio %.2f)\n",
 			rep.CommitP50Ms, rep.CommitBoundMs, ratio(rep.CommitP50Ms, rep.CommitBoundMs))
 		fmt.Fprintf(out, "single-group commit:   p50 %.1f ms\n", rep.LocalCommitP50Ms)

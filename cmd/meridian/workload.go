@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +35,7 @@ type workloadFlags struct {
 	initial     int
 	staleRead   time.Duration
 	crossShard  bool
+	cpuProfile  string
 }
 
 func newWorkloadCmd() *cobra.Command {
@@ -72,6 +75,17 @@ latency percentiles (HdrHistogram), then a summary.
 				return err
 			}
 			defer c.Close()
+			if f.cpuProfile != "" {
+				pf, err := os.Create(f.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			if args[0] == "kv" {
 				return runKV(ctx, cmd.OutOrStdout(), c, f)
 			}
@@ -87,6 +101,7 @@ latency percentiles (HdrHistogram), then a summary.
 	fl.IntVar(&f.valueSize, "value-size", 100, "kv: bytes per value")
 	fl.IntVar(&f.accounts, "accounts", 100, "bank: number of accounts")
 	fl.IntVar(&f.initial, "initial", 1000, "bank: initial balance of each account")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write the workload client's own CPU profile to this file")
 	fl.BoolVar(&f.crossShard, "cross-shard", false, "bank: always move money between accounts of two different shards (every transaction is a two-group 2PC)")
 	fl.DurationVar(&f.staleRead, "stale-read", 0, "kv: serve reads with this bounded staleness at the nearest replica instead of strong reads")
 	cmd.AddCommand(run)
@@ -143,6 +158,7 @@ func drive(ctx context.Context, out io.Writer, n int, d time.Duration, op func(c
 	rec := newRecorder()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	end, _ := ctx.Deadline()
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -152,8 +168,10 @@ func drive(ctx context.Context, out io.Writer, n int, d time.Duration, op func(c
 			for ctx.Err() == nil {
 				start := time.Now()
 				err := op(ctx, rng)
-				if ctx.Err() != nil && err != nil {
-					return // cut off by the end of the run
+				if err != nil && (ctx.Err() != nil || !time.Now().Before(end)) {
+					// Cut off by the end of the run (a server may see the
+					// deadline pass a moment before this process does).
+					return
 				}
 				rec.record(time.Since(start), err)
 			}
