@@ -41,6 +41,10 @@ type Config struct {
 	// MaxAttempts bounds how many times a request follows leader hints or
 	// retries an unavailable group (default 20).
 	MaxAttempts int
+	// Unary sends every call as its own unary gRPC call instead of
+	// multiplexing them over one Batch stream per node (the default, much
+	// cheaper for small calls under concurrency).
+	Unary bool
 }
 
 // Client is safe for concurrent use.
@@ -49,6 +53,8 @@ type Client struct {
 
 	mu        sync.RWMutex
 	conns     map[string]*grpc.ClientConn
+	apis      map[string]meridianpb.MeridianClient // per address: batched unless Config.Unary
+	batchers  []*batcher
 	placement *meridianpb.Placement
 	addrs     map[uint64]string // node → address
 	leaders   map[uint64]uint64 // group → node believed to lead
@@ -65,7 +71,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 20
 	}
-	c := &Client{cfg: cfg, conns: map[string]*grpc.ClientConn{}, addrs: map[uint64]string{}, leaders: map[uint64]uint64{}}
+	c := &Client{cfg: cfg, conns: map[string]*grpc.ClientConn{}, apis: map[string]meridianpb.MeridianClient{},
+		addrs: map[uint64]string{}, leaders: map[uint64]uint64{}}
 	if err := c.Refresh(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -78,6 +85,10 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var first error
+	for _, b := range c.batchers {
+		b.close()
+	}
+	c.batchers, c.apis = nil, map[string]meridianpb.MeridianClient{}
 	for _, conn := range c.conns {
 		if err := conn.Close(); err != nil && first == nil {
 			first = err
@@ -85,6 +96,30 @@ func (c *Client) Close() error {
 	}
 	c.conns = map[string]*grpc.ClientConn{}
 	return first
+}
+
+// api returns the API of the node at addr over conn: batched calls
+// unless Config.Unary.
+func (c *Client) api(addr string, conn *grpc.ClientConn) meridianpb.MeridianClient {
+	c.mu.RLock()
+	a := c.apis[addr]
+	c.mu.RUnlock()
+	if a != nil {
+		return a
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a := c.apis[addr]; a != nil {
+		return a
+	}
+	a = meridianpb.NewMeridianClient(conn)
+	if !c.cfg.Unary {
+		b := newBatcher(conn)
+		c.batchers = append(c.batchers, b)
+		a = batchAPI{MeridianClient: a, b: b}
+	}
+	c.apis[addr] = a
+	return a
 }
 
 func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
@@ -272,7 +307,7 @@ func (c *Client) invoke(ctx context.Context, s *meridianpb.ShardInfo, r route, f
 		if err != nil {
 			return err
 		}
-		err = fn(ctx, meridianpb.NewMeridianClient(conn))
+		err = fn(ctx, c.api(addr, conn))
 		if err == nil {
 			if r == toLeader {
 				c.noteLeader(s.Group, addr)

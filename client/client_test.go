@@ -21,11 +21,15 @@ import (
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 )
 
-func newClient(t testing.TB, addrs []string) *Client {
+func newClient(t testing.TB, addrs []string) *Client { return newClientMode(t, addrs, false) }
+
+// newClientMode connects with batched calls (the default) or, when unary,
+// with a unary call per request.
+func newClientMode(t testing.TB, addrs []string, unary bool) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := New(ctx, Config{Addrs: addrs, Insecure: true})
+	c, err := New(ctx, Config{Addrs: addrs, Insecure: true, Unary: unary})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,25 +86,34 @@ func TestNewNeedsAddressesAndCredentials(t *testing.T) {
 // TestClient runs the client against a four-node, three-region cluster
 // (three shards split at i and r, so keys starting with a and z live in
 // different shards).
+// TestClient runs the client's behaviour twice: over Batch streams (the
+// default) and with unary calls.
 func TestClient(t *testing.T) {
-	tc := newTestCluster(t, 4)
-	c := newClient(t, tc.addrs())
-	s1, err1 := c.shardOf([]byte("a"))
-	s2, err2 := c.shardOf([]byte("z"))
-	if err1 != nil || err2 != nil || s1.Group == s2.Group {
-		t.Fatalf("shards of a and z: %v %v %v %v", s1, s2, err1, err2)
+	for _, mode := range []struct {
+		name  string
+		unary bool
+	}{{"Batched", false}, {"Unary", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			tc := newTestCluster(t, 4)
+			c := newClientMode(t, tc.addrs(), mode.unary)
+			s1, err1 := c.shardOf([]byte("a"))
+			s2, err2 := c.shardOf([]byte("z"))
+			if err1 != nil || err2 != nil || s1.Group == s2.Group {
+				t.Fatalf("shards of a and z: %v %v %v %v", s1, s2, err1, err2)
+			}
+			t.Run("ApplyThenSingleGet", func(t *testing.T) { testApplySingle(t, c) })
+			t.Run("MissingKey", func(t *testing.T) { testMissingKey(t, c) })
+			t.Run("ServerErrors", func(t *testing.T) { testServerErrors(t, c) })
+			t.Run("Counter", func(t *testing.T) { testCounter(t, c) })
+			t.Run("CrossShardAtomic", func(t *testing.T) { testCrossShard(t, c) })
+			t.Run("Scan", func(t *testing.T) { testScan(t, c) })
+			t.Run("Staleness", func(t *testing.T) { testStaleness(t, c) })
+			t.Run("ReadTimestamp", func(t *testing.T) { testReadTimestamp(t, c) })
+			t.Run("ErrorRollsBack", func(t *testing.T) { testErrorRollsBack(t, c) })
+			t.Run("BeginCommitRollback", func(t *testing.T) { testBegin(t, c) })
+			t.Run("FollowsLeaderHints", func(t *testing.T) { testLeaderHints(t, tc, mode.unary) })
+		})
 	}
-	t.Run("ApplyThenSingleGet", func(t *testing.T) { testApplySingle(t, c) })
-	t.Run("MissingKey", func(t *testing.T) { testMissingKey(t, c) })
-	t.Run("ServerErrors", func(t *testing.T) { testServerErrors(t, c) })
-	t.Run("Counter", func(t *testing.T) { testCounter(t, c) })
-	t.Run("CrossShardAtomic", func(t *testing.T) { testCrossShard(t, c) })
-	t.Run("Scan", func(t *testing.T) { testScan(t, c) })
-	t.Run("Staleness", func(t *testing.T) { testStaleness(t, c) })
-	t.Run("ReadTimestamp", func(t *testing.T) { testReadTimestamp(t, c) })
-	t.Run("ErrorRollsBack", func(t *testing.T) { testErrorRollsBack(t, c) })
-	t.Run("BeginCommitRollback", func(t *testing.T) { testBegin(t, c) })
-	t.Run("FollowsLeaderHints", func(t *testing.T) { testLeaderHints(t, tc) })
 }
 
 func testApplySingle(t *testing.T, c *Client) {
@@ -638,7 +651,7 @@ func testBegin(t *testing.T, c *Client) {
 // testLeaderHints: a client that knows only a node leading nothing, and
 // believes the wrong nodes lead, still gets everything done by following
 // the hints of UNAVAILABLE answers.
-func testLeaderHints(t *testing.T, tc *testCluster) {
+func testLeaderHints(t *testing.T, tc *testCluster, unary bool) {
 	ctx := testCtx(t)
 	leaders, err := tc.waitLeaders(ctx)
 	if err != nil {
@@ -654,7 +667,7 @@ func testLeaderHints(t *testing.T, tc *testCluster) {
 	if idle == nil {
 		t.Fatalf("every node leads a group: %v", leaders)
 	}
-	c := newClient(t, []string{idle.addr})
+	c := newClientMode(t, []string{idle.addr}, unary)
 	// Make it believe the idle node (or a follower) leads every group.
 	c.mu.Lock()
 	for _, sh := range c.placement.Shards {

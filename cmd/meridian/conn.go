@@ -25,6 +25,7 @@ type connFlags struct {
 	user     string
 	region   string
 	timeout  time.Duration
+	unary    bool // set by commands that offer --unary
 }
 
 func (f *connFlags) register(cmd *cobra.Command) {
@@ -56,7 +57,7 @@ func (f *connFlags) client(ctx context.Context) (*client.Client, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	return client.New(cctx, client.Config{Addrs: splitList(f.host), Region: f.region, TLS: tc, Insecure: tc == nil})
+	return client.New(cctx, client.Config{Addrs: splitList(f.host), Region: f.region, TLS: tc, Insecure: tc == nil, Unary: f.unary})
 }
 
 // adminConn opens a connection to the first host for admin calls.

@@ -101,6 +101,7 @@ latency percentiles (HdrHistogram), then a summary.
 	fl.IntVar(&f.valueSize, "value-size", 100, "kv: bytes per value")
 	fl.IntVar(&f.accounts, "accounts", 100, "bank: number of accounts")
 	fl.IntVar(&f.initial, "initial", 1000, "bank: initial balance of each account")
+	fl.BoolVar(&f.conn.unary, "unary", false, "send every call as its own unary gRPC call instead of over one Batch stream per node (to compare)")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write the workload client's own CPU profile to this file")
 	fl.BoolVar(&f.crossShard, "cross-shard", false, "bank: always move money between accounts of two different shards (every transaction is a two-group 2PC)")
 	fl.DurationVar(&f.staleRead, "stale-read", 0, "kv: serve reads with this bounded staleness at the nearest replica instead of strong reads")

@@ -25,6 +25,386 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type BatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calls         []*BatchCall           `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"` // at most 4096
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_meridian_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BatchRequest) GetCalls() []*BatchCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+type BatchCall struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`                                // the caller's; echoed in the result
+	TimeoutNs int64                  `protobuf:"varint,2,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"` // the caller's remaining deadline; 0: none
+	// Types that are valid to be assigned to Call:
+	//
+	//	*BatchCall_Read
+	//	*BatchCall_Commit
+	//	*BatchCall_Rollback
+	//	*BatchCall_SnapshotRead
+	//	*BatchCall_StrongTimestamp
+	Call          isBatchCall_Call `protobuf_oneof:"call"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCall) Reset() {
+	*x = BatchCall{}
+	mi := &file_meridian_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCall) ProtoMessage() {}
+
+func (x *BatchCall) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCall.ProtoReflect.Descriptor instead.
+func (*BatchCall) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BatchCall) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchCall) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+func (x *BatchCall) GetCall() isBatchCall_Call {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *BatchCall) GetRead() *ReadRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetCommit() *CommitRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_Commit); ok {
+			return x.Commit
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetRollback() *RollbackRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_Rollback); ok {
+			return x.Rollback
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetSnapshotRead() *SnapshotReadRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_SnapshotRead); ok {
+			return x.SnapshotRead
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetStrongTimestamp() *StrongTimestampRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_StrongTimestamp); ok {
+			return x.StrongTimestamp
+		}
+	}
+	return nil
+}
+
+type isBatchCall_Call interface {
+	isBatchCall_Call()
+}
+
+type BatchCall_Read struct {
+	Read *ReadRequest `protobuf:"bytes,10,opt,name=read,proto3,oneof"`
+}
+
+type BatchCall_Commit struct {
+	Commit *CommitRequest `protobuf:"bytes,11,opt,name=commit,proto3,oneof"`
+}
+
+type BatchCall_Rollback struct {
+	Rollback *RollbackRequest `protobuf:"bytes,12,opt,name=rollback,proto3,oneof"`
+}
+
+type BatchCall_SnapshotRead struct {
+	SnapshotRead *SnapshotReadRequest `protobuf:"bytes,13,opt,name=snapshot_read,json=snapshotRead,proto3,oneof"`
+}
+
+type BatchCall_StrongTimestamp struct {
+	StrongTimestamp *StrongTimestampRequest `protobuf:"bytes,14,opt,name=strong_timestamp,json=strongTimestamp,proto3,oneof"`
+}
+
+func (*BatchCall_Read) isBatchCall_Call() {}
+
+func (*BatchCall_Commit) isBatchCall_Call() {}
+
+func (*BatchCall_Rollback) isBatchCall_Call() {}
+
+func (*BatchCall_SnapshotRead) isBatchCall_Call() {}
+
+func (*BatchCall_StrongTimestamp) isBatchCall_Call() {}
+
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*BatchResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_meridian_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BatchResponse) GetResults() []*BatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type BatchResult struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Code    int32                  `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"` // the gRPC status code the unary call would end with; 0: OK
+	Message string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Hint    *LeaderHint            `protobuf:"bytes,4,opt,name=hint,proto3" json:"hint,omitempty"` // with UNAVAILABLE, as the unary call's error detail
+	// Types that are valid to be assigned to Result:
+	//
+	//	*BatchResult_Read
+	//	*BatchResult_Commit
+	//	*BatchResult_Rollback
+	//	*BatchResult_StrongTimestamp
+	Result        isBatchResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResult) Reset() {
+	*x = BatchResult{}
+	mi := &file_meridian_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResult) ProtoMessage() {}
+
+func (x *BatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
+func (*BatchResult) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BatchResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BatchResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *BatchResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BatchResult) GetHint() *LeaderHint {
+	if x != nil {
+		return x.Hint
+	}
+	return nil
+}
+
+func (x *BatchResult) GetResult() isBatchResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *BatchResult) GetRead() *ReadResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetCommit() *CommitResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Commit); ok {
+			return x.Commit
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetRollback() *RollbackResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Rollback); ok {
+			return x.Rollback
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetStrongTimestamp() *StrongTimestampResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_StrongTimestamp); ok {
+			return x.StrongTimestamp
+		}
+	}
+	return nil
+}
+
+type isBatchResult_Result interface {
+	isBatchResult_Result()
+}
+
+type BatchResult_Read struct {
+	Read *ReadResponse `protobuf:"bytes,10,opt,name=read,proto3,oneof"` // Read and SnapshotRead
+}
+
+type BatchResult_Commit struct {
+	Commit *CommitResponse `protobuf:"bytes,11,opt,name=commit,proto3,oneof"`
+}
+
+type BatchResult_Rollback struct {
+	Rollback *RollbackResponse `protobuf:"bytes,12,opt,name=rollback,proto3,oneof"`
+}
+
+type BatchResult_StrongTimestamp struct {
+	StrongTimestamp *StrongTimestampResponse `protobuf:"bytes,13,opt,name=strong_timestamp,json=strongTimestamp,proto3,oneof"`
+}
+
+func (*BatchResult_Read) isBatchResult_Result() {}
+
+func (*BatchResult_Commit) isBatchResult_Result() {}
+
+func (*BatchResult_Rollback) isBatchResult_Result() {}
+
+func (*BatchResult_StrongTimestamp) isBatchResult_Result() {}
+
 type TxnMeta struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`              // 16 bytes: the time it was drawn (48 bits, Unix ms), then 80 random bits; a coordinator refuses commits of IDs older than it keeps outcomes for
@@ -35,7 +415,7 @@ type TxnMeta struct {
 
 func (x *TxnMeta) Reset() {
 	*x = TxnMeta{}
-	mi := &file_meridian_proto_msgTypes[0]
+	mi := &file_meridian_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +427,7 @@ func (x *TxnMeta) String() string {
 func (*TxnMeta) ProtoMessage() {}
 
 func (x *TxnMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[0]
+	mi := &file_meridian_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +440,7 @@ func (x *TxnMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnMeta.ProtoReflect.Descriptor instead.
 func (*TxnMeta) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{0}
+	return file_meridian_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TxnMeta) GetId() []byte {
@@ -88,7 +468,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_meridian_proto_msgTypes[1]
+	mi := &file_meridian_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +480,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[1]
+	mi := &file_meridian_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +493,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{1}
+	return file_meridian_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Mutation) GetKey() []byte {
@@ -148,7 +528,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_meridian_proto_msgTypes[2]
+	mi := &file_meridian_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +540,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[2]
+	mi := &file_meridian_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +553,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{2}
+	return file_meridian_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -213,7 +593,7 @@ type KeySpan struct {
 
 func (x *KeySpan) Reset() {
 	*x = KeySpan{}
-	mi := &file_meridian_proto_msgTypes[3]
+	mi := &file_meridian_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +605,7 @@ func (x *KeySpan) String() string {
 func (*KeySpan) ProtoMessage() {}
 
 func (x *KeySpan) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[3]
+	mi := &file_meridian_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +618,7 @@ func (x *KeySpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySpan.ProtoReflect.Descriptor instead.
 func (*KeySpan) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{3}
+	return file_meridian_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KeySpan) GetKey() []byte {
@@ -298,7 +678,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_meridian_proto_msgTypes[4]
+	mi := &file_meridian_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +690,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[4]
+	mi := &file_meridian_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +703,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{4}
+	return file_meridian_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReadRequest) GetGroup() uint64 {
@@ -367,7 +747,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_meridian_proto_msgTypes[5]
+	mi := &file_meridian_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +759,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[5]
+	mi := &file_meridian_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +772,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{5}
+	return file_meridian_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadResponse) GetKvs() []*KeyValue {
@@ -442,7 +822,7 @@ type Participant struct {
 
 func (x *Participant) Reset() {
 	*x = Participant{}
-	mi := &file_meridian_proto_msgTypes[6]
+	mi := &file_meridian_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +834,7 @@ func (x *Participant) String() string {
 func (*Participant) ProtoMessage() {}
 
 func (x *Participant) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[6]
+	mi := &file_meridian_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +847,7 @@ func (x *Participant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participant.ProtoReflect.Descriptor instead.
 func (*Participant) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{6}
+	return file_meridian_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Participant) GetGroup() uint64 {
@@ -509,7 +889,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_meridian_proto_msgTypes[7]
+	mi := &file_meridian_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +901,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[7]
+	mi := &file_meridian_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +914,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{7}
+	return file_meridian_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommitRequest) GetCoordinator() uint64 {
@@ -574,7 +954,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_meridian_proto_msgTypes[8]
+	mi := &file_meridian_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +966,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[8]
+	mi := &file_meridian_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +979,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{8}
+	return file_meridian_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CommitResponse) GetCommitTs() int64 {
@@ -647,7 +1027,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_meridian_proto_msgTypes[9]
+	mi := &file_meridian_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +1039,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[9]
+	mi := &file_meridian_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +1052,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{9}
+	return file_meridian_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RollbackRequest) GetGroup() uint64 {
@@ -697,7 +1077,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_meridian_proto_msgTypes[10]
+	mi := &file_meridian_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +1089,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[10]
+	mi := &file_meridian_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +1102,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{10}
+	return file_meridian_proto_rawDescGZIP(), []int{14}
 }
 
 type SnapshotReadRequest struct {
@@ -745,7 +1125,7 @@ type SnapshotReadRequest struct {
 
 func (x *SnapshotReadRequest) Reset() {
 	*x = SnapshotReadRequest{}
-	mi := &file_meridian_proto_msgTypes[11]
+	mi := &file_meridian_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +1137,7 @@ func (x *SnapshotReadRequest) String() string {
 func (*SnapshotReadRequest) ProtoMessage() {}
 
 func (x *SnapshotReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[11]
+	mi := &file_meridian_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +1150,7 @@ func (x *SnapshotReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReadRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotReadRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{11}
+	return file_meridian_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotReadRequest) GetGroup() uint64 {
@@ -839,7 +1219,7 @@ type StrongTimestampRequest struct {
 
 func (x *StrongTimestampRequest) Reset() {
 	*x = StrongTimestampRequest{}
-	mi := &file_meridian_proto_msgTypes[12]
+	mi := &file_meridian_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +1231,7 @@ func (x *StrongTimestampRequest) String() string {
 func (*StrongTimestampRequest) ProtoMessage() {}
 
 func (x *StrongTimestampRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[12]
+	mi := &file_meridian_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +1244,7 @@ func (x *StrongTimestampRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StrongTimestampRequest.ProtoReflect.Descriptor instead.
 func (*StrongTimestampRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{12}
+	return file_meridian_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StrongTimestampRequest) GetGroup() uint64 {
@@ -890,7 +1270,7 @@ type StrongTimestampResponse struct {
 
 func (x *StrongTimestampResponse) Reset() {
 	*x = StrongTimestampResponse{}
-	mi := &file_meridian_proto_msgTypes[13]
+	mi := &file_meridian_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1282,7 @@ func (x *StrongTimestampResponse) String() string {
 func (*StrongTimestampResponse) ProtoMessage() {}
 
 func (x *StrongTimestampResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[13]
+	mi := &file_meridian_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1295,7 @@ func (x *StrongTimestampResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StrongTimestampResponse.ProtoReflect.Descriptor instead.
 func (*StrongTimestampResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{13}
+	return file_meridian_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StrongTimestampResponse) GetTs() int64 {
@@ -933,7 +1313,7 @@ type LocateRequest struct {
 
 func (x *LocateRequest) Reset() {
 	*x = LocateRequest{}
-	mi := &file_meridian_proto_msgTypes[14]
+	mi := &file_meridian_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1325,7 @@ func (x *LocateRequest) String() string {
 func (*LocateRequest) ProtoMessage() {}
 
 func (x *LocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[14]
+	mi := &file_meridian_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1338,7 @@ func (x *LocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocateRequest.ProtoReflect.Descriptor instead.
 func (*LocateRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{14}
+	return file_meridian_proto_rawDescGZIP(), []int{18}
 }
 
 type LocateResponse struct {
@@ -971,7 +1351,7 @@ type LocateResponse struct {
 
 func (x *LocateResponse) Reset() {
 	*x = LocateResponse{}
-	mi := &file_meridian_proto_msgTypes[15]
+	mi := &file_meridian_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1363,7 @@ func (x *LocateResponse) String() string {
 func (*LocateResponse) ProtoMessage() {}
 
 func (x *LocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[15]
+	mi := &file_meridian_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1376,7 @@ func (x *LocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocateResponse.ProtoReflect.Descriptor instead.
 func (*LocateResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{15}
+	return file_meridian_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LocateResponse) GetPlacement() *Placement {
@@ -1026,7 +1406,7 @@ type LeaderHint struct {
 
 func (x *LeaderHint) Reset() {
 	*x = LeaderHint{}
-	mi := &file_meridian_proto_msgTypes[16]
+	mi := &file_meridian_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1418,7 @@ func (x *LeaderHint) String() string {
 func (*LeaderHint) ProtoMessage() {}
 
 func (x *LeaderHint) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[16]
+	mi := &file_meridian_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1431,7 @@ func (x *LeaderHint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderHint.ProtoReflect.Descriptor instead.
 func (*LeaderHint) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{16}
+	return file_meridian_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LeaderHint) GetGroup() uint64 {
@@ -1085,7 +1465,7 @@ type LeaderInfo struct {
 
 func (x *LeaderInfo) Reset() {
 	*x = LeaderInfo{}
-	mi := &file_meridian_proto_msgTypes[17]
+	mi := &file_meridian_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1477,7 @@ func (x *LeaderInfo) String() string {
 func (*LeaderInfo) ProtoMessage() {}
 
 func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[17]
+	mi := &file_meridian_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1490,7 @@ func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
 func (*LeaderInfo) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{17}
+	return file_meridian_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaderInfo) GetGroup() uint64 {
@@ -1138,7 +1518,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_meridian_proto_msgTypes[18]
+	mi := &file_meridian_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1530,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[18]
+	mi := &file_meridian_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1543,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{18}
+	return file_meridian_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NodeInfo) GetId() uint64 {
@@ -1198,7 +1578,7 @@ type ReplicaInfo struct {
 
 func (x *ReplicaInfo) Reset() {
 	*x = ReplicaInfo{}
-	mi := &file_meridian_proto_msgTypes[19]
+	mi := &file_meridian_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1590,7 @@ func (x *ReplicaInfo) String() string {
 func (*ReplicaInfo) ProtoMessage() {}
 
 func (x *ReplicaInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[19]
+	mi := &file_meridian_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1603,7 @@ func (x *ReplicaInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaInfo.ProtoReflect.Descriptor instead.
 func (*ReplicaInfo) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{19}
+	return file_meridian_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReplicaInfo) GetId() uint64 {
@@ -1261,7 +1641,7 @@ type ShardInfo struct {
 
 func (x *ShardInfo) Reset() {
 	*x = ShardInfo{}
-	mi := &file_meridian_proto_msgTypes[20]
+	mi := &file_meridian_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1653,7 @@ func (x *ShardInfo) String() string {
 func (*ShardInfo) ProtoMessage() {}
 
 func (x *ShardInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[20]
+	mi := &file_meridian_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1666,7 @@ func (x *ShardInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardInfo.ProtoReflect.Descriptor instead.
 func (*ShardInfo) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{20}
+	return file_meridian_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ShardInfo) GetGroup() uint64 {
@@ -1344,7 +1724,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_meridian_proto_msgTypes[21]
+	mi := &file_meridian_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1736,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[21]
+	mi := &file_meridian_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1749,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{21}
+	return file_meridian_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Placement) GetRegions() []string {
@@ -1417,7 +1797,7 @@ type PaxosBatch struct {
 
 func (x *PaxosBatch) Reset() {
 	*x = PaxosBatch{}
-	mi := &file_meridian_proto_msgTypes[22]
+	mi := &file_meridian_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1809,7 @@ func (x *PaxosBatch) String() string {
 func (*PaxosBatch) ProtoMessage() {}
 
 func (x *PaxosBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[22]
+	mi := &file_meridian_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1822,7 @@ func (x *PaxosBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaxosBatch.ProtoReflect.Descriptor instead.
 func (*PaxosBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{22}
+	return file_meridian_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PaxosBatch) GetMsgs() [][]byte {
@@ -1478,7 +1858,7 @@ type TxnMsg struct {
 
 func (x *TxnMsg) Reset() {
 	*x = TxnMsg{}
-	mi := &file_meridian_proto_msgTypes[23]
+	mi := &file_meridian_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1870,7 @@ func (x *TxnMsg) String() string {
 func (*TxnMsg) ProtoMessage() {}
 
 func (x *TxnMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[23]
+	mi := &file_meridian_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1883,7 @@ func (x *TxnMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnMsg.ProtoReflect.Descriptor instead.
 func (*TxnMsg) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{23}
+	return file_meridian_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TxnMsg) GetType() uint32 {
@@ -1594,7 +1974,7 @@ type TxnBatch struct {
 
 func (x *TxnBatch) Reset() {
 	*x = TxnBatch{}
-	mi := &file_meridian_proto_msgTypes[24]
+	mi := &file_meridian_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1986,7 @@ func (x *TxnBatch) String() string {
 func (*TxnBatch) ProtoMessage() {}
 
 func (x *TxnBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[24]
+	mi := &file_meridian_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1999,7 @@ func (x *TxnBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnBatch.ProtoReflect.Descriptor instead.
 func (*TxnBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{24}
+	return file_meridian_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TxnBatch) GetMsgs() []*TxnMsg {
@@ -1651,7 +2031,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_meridian_proto_msgTypes[25]
+	mi := &file_meridian_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +2043,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[25]
+	mi := &file_meridian_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +2056,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{25}
+	return file_meridian_proto_rawDescGZIP(), []int{29}
 }
 
 type JoinRequest struct {
@@ -1689,7 +2069,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_meridian_proto_msgTypes[26]
+	mi := &file_meridian_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +2081,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[26]
+	mi := &file_meridian_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +2094,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{26}
+	return file_meridian_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinRequest) GetNode() *NodeInfo {
@@ -1741,7 +2121,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_meridian_proto_msgTypes[27]
+	mi := &file_meridian_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +2133,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[27]
+	mi := &file_meridian_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +2146,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{27}
+	return file_meridian_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JoinResponse) GetNodes() []*NodeInfo {
@@ -1792,7 +2172,7 @@ type InstallPlacementRequest struct {
 
 func (x *InstallPlacementRequest) Reset() {
 	*x = InstallPlacementRequest{}
-	mi := &file_meridian_proto_msgTypes[28]
+	mi := &file_meridian_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +2184,7 @@ func (x *InstallPlacementRequest) String() string {
 func (*InstallPlacementRequest) ProtoMessage() {}
 
 func (x *InstallPlacementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[28]
+	mi := &file_meridian_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +2197,7 @@ func (x *InstallPlacementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallPlacementRequest.ProtoReflect.Descriptor instead.
 func (*InstallPlacementRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{28}
+	return file_meridian_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InstallPlacementRequest) GetPlacement() *Placement {
@@ -1840,7 +2220,7 @@ type NetemRequest struct {
 
 func (x *NetemRequest) Reset() {
 	*x = NetemRequest{}
-	mi := &file_meridian_proto_msgTypes[29]
+	mi := &file_meridian_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +2232,7 @@ func (x *NetemRequest) String() string {
 func (*NetemRequest) ProtoMessage() {}
 
 func (x *NetemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[29]
+	mi := &file_meridian_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +2245,7 @@ func (x *NetemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetemRequest.ProtoReflect.Descriptor instead.
 func (*NetemRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{29}
+	return file_meridian_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NetemRequest) GetAction() string {
@@ -1913,7 +2293,7 @@ type NetemResponse struct {
 
 func (x *NetemResponse) Reset() {
 	*x = NetemResponse{}
-	mi := &file_meridian_proto_msgTypes[30]
+	mi := &file_meridian_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2305,7 @@ func (x *NetemResponse) String() string {
 func (*NetemResponse) ProtoMessage() {}
 
 func (x *NetemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[30]
+	mi := &file_meridian_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2318,7 @@ func (x *NetemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetemResponse.ProtoReflect.Descriptor instead.
 func (*NetemResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{30}
+	return file_meridian_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NetemResponse) GetCuts() []string {
@@ -1968,7 +2348,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_meridian_proto_msgTypes[31]
+	mi := &file_meridian_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2360,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[31]
+	mi := &file_meridian_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2373,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{31}
+	return file_meridian_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InitRequest) GetPolicy() string {
@@ -2033,7 +2413,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_meridian_proto_msgTypes[32]
+	mi := &file_meridian_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2425,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[32]
+	mi := &file_meridian_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2438,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{32}
+	return file_meridian_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *InitResponse) GetPlacement() *Placement {
@@ -2076,7 +2456,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_meridian_proto_msgTypes[33]
+	mi := &file_meridian_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2468,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[33]
+	mi := &file_meridian_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2481,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{33}
+	return file_meridian_proto_rawDescGZIP(), []int{37}
 }
 
 type ClockStatus struct {
@@ -2118,7 +2498,7 @@ type ClockStatus struct {
 
 func (x *ClockStatus) Reset() {
 	*x = ClockStatus{}
-	mi := &file_meridian_proto_msgTypes[34]
+	mi := &file_meridian_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2510,7 @@ func (x *ClockStatus) String() string {
 func (*ClockStatus) ProtoMessage() {}
 
 func (x *ClockStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[34]
+	mi := &file_meridian_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2523,7 @@ func (x *ClockStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockStatus.ProtoReflect.Descriptor instead.
 func (*ClockStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{34}
+	return file_meridian_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ClockStatus) GetSource() string {
@@ -2208,7 +2588,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_meridian_proto_msgTypes[35]
+	mi := &file_meridian_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2600,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[35]
+	mi := &file_meridian_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2613,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{35}
+	return file_meridian_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupStatus) GetGroup() uint64 {
@@ -2333,7 +2713,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_meridian_proto_msgTypes[36]
+	mi := &file_meridian_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2725,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[36]
+	mi := &file_meridian_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2738,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{36}
+	return file_meridian_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StatusResponse) GetNode() *NodeInfo {
@@ -2400,7 +2780,33 @@ var File_meridian_proto protoreflect.FileDescriptor
 
 const file_meridian_proto_rawDesc = "" +
 	"\n" +
-	"\x0emeridian.proto\x12\vmeridian.v1\"5\n" +
+	"\x0emeridian.proto\x12\vmeridian.v1\"<\n" +
+	"\fBatchRequest\x12,\n" +
+	"\x05calls\x18\x01 \x03(\v2\x16.meridian.v1.BatchCallR\x05calls\"\xff\x02\n" +
+	"\tBatchCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\x02 \x01(\x03R\ttimeoutNs\x12.\n" +
+	"\x04read\x18\n" +
+	" \x01(\v2\x18.meridian.v1.ReadRequestH\x00R\x04read\x124\n" +
+	"\x06commit\x18\v \x01(\v2\x1a.meridian.v1.CommitRequestH\x00R\x06commit\x12:\n" +
+	"\brollback\x18\f \x01(\v2\x1c.meridian.v1.RollbackRequestH\x00R\brollback\x12G\n" +
+	"\rsnapshot_read\x18\r \x01(\v2 .meridian.v1.SnapshotReadRequestH\x00R\fsnapshotRead\x12P\n" +
+	"\x10strong_timestamp\x18\x0e \x01(\v2#.meridian.v1.StrongTimestampRequestH\x00R\x0fstrongTimestampB\x06\n" +
+	"\x04call\"C\n" +
+	"\rBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.meridian.v1.BatchResultR\aresults\"\xfa\x02\n" +
+	"\vBatchResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12+\n" +
+	"\x04hint\x18\x04 \x01(\v2\x17.meridian.v1.LeaderHintR\x04hint\x12/\n" +
+	"\x04read\x18\n" +
+	" \x01(\v2\x19.meridian.v1.ReadResponseH\x00R\x04read\x125\n" +
+	"\x06commit\x18\v \x01(\v2\x1b.meridian.v1.CommitResponseH\x00R\x06commit\x12;\n" +
+	"\brollback\x18\f \x01(\v2\x1d.meridian.v1.RollbackResponseH\x00R\brollback\x12Q\n" +
+	"\x10strong_timestamp\x18\r \x01(\v2$.meridian.v1.StrongTimestampResponseH\x00R\x0fstrongTimestampB\b\n" +
+	"\x06result\"5\n" +
 	"\aTxnMeta\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1a\n" +
 	"\bpriority\x18\x02 \x01(\x03R\bpriority\"J\n" +
@@ -2581,14 +2987,15 @@ const file_meridian_proto_rawDesc = "" +
 	"\x05clock\x18\x02 \x01(\v2\x18.meridian.v1.ClockStatusR\x05clock\x120\n" +
 	"\x06groups\x18\x03 \x03(\v2\x18.meridian.v1.GroupStatusR\x06groups\x12 \n" +
 	"\vinitialized\x18\x04 \x01(\bR\vinitialized\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining2\xc1\x03\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining2\x85\x04\n" +
 	"\bMeridian\x12;\n" +
 	"\x04Read\x12\x18.meridian.v1.ReadRequest\x1a\x19.meridian.v1.ReadResponse\x12A\n" +
 	"\x06Commit\x12\x1a.meridian.v1.CommitRequest\x1a\x1b.meridian.v1.CommitResponse\x12G\n" +
 	"\bRollback\x12\x1c.meridian.v1.RollbackRequest\x1a\x1d.meridian.v1.RollbackResponse\x12K\n" +
 	"\fSnapshotRead\x12 .meridian.v1.SnapshotReadRequest\x1a\x19.meridian.v1.ReadResponse\x12\\\n" +
 	"\x0fStrongTimestamp\x12#.meridian.v1.StrongTimestampRequest\x1a$.meridian.v1.StrongTimestampResponse\x12A\n" +
-	"\x06Locate\x12\x1a.meridian.v1.LocateRequest\x1a\x1b.meridian.v1.LocateResponse2\xfb\x01\n" +
+	"\x06Locate\x12\x1a.meridian.v1.LocateRequest\x1a\x1b.meridian.v1.LocateResponse\x12B\n" +
+	"\x05Batch\x12\x19.meridian.v1.BatchRequest\x1a\x1a.meridian.v1.BatchResponse(\x010\x012\xfb\x01\n" +
 	"\bInternal\x124\n" +
 	"\x05Paxos\x12\x17.meridian.v1.PaxosBatch\x1a\x10.meridian.v1.Ack(\x01\x120\n" +
 	"\x03Txn\x12\x15.meridian.v1.TxnBatch\x1a\x10.meridian.v1.Ack(\x01\x12;\n" +
@@ -2611,102 +3018,120 @@ func file_meridian_proto_rawDescGZIP() []byte {
 	return file_meridian_proto_rawDescData
 }
 
-var file_meridian_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_meridian_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_meridian_proto_goTypes = []any{
-	(*TxnMeta)(nil),                 // 0: meridian.v1.TxnMeta
-	(*Mutation)(nil),                // 1: meridian.v1.Mutation
-	(*KeyValue)(nil),                // 2: meridian.v1.KeyValue
-	(*KeySpan)(nil),                 // 3: meridian.v1.KeySpan
-	(*ReadRequest)(nil),             // 4: meridian.v1.ReadRequest
-	(*ReadResponse)(nil),            // 5: meridian.v1.ReadResponse
-	(*Participant)(nil),             // 6: meridian.v1.Participant
-	(*CommitRequest)(nil),           // 7: meridian.v1.CommitRequest
-	(*CommitResponse)(nil),          // 8: meridian.v1.CommitResponse
-	(*RollbackRequest)(nil),         // 9: meridian.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 10: meridian.v1.RollbackResponse
-	(*SnapshotReadRequest)(nil),     // 11: meridian.v1.SnapshotReadRequest
-	(*StrongTimestampRequest)(nil),  // 12: meridian.v1.StrongTimestampRequest
-	(*StrongTimestampResponse)(nil), // 13: meridian.v1.StrongTimestampResponse
-	(*LocateRequest)(nil),           // 14: meridian.v1.LocateRequest
-	(*LocateResponse)(nil),          // 15: meridian.v1.LocateResponse
-	(*LeaderHint)(nil),              // 16: meridian.v1.LeaderHint
-	(*LeaderInfo)(nil),              // 17: meridian.v1.LeaderInfo
-	(*NodeInfo)(nil),                // 18: meridian.v1.NodeInfo
-	(*ReplicaInfo)(nil),             // 19: meridian.v1.ReplicaInfo
-	(*ShardInfo)(nil),               // 20: meridian.v1.ShardInfo
-	(*Placement)(nil),               // 21: meridian.v1.Placement
-	(*PaxosBatch)(nil),              // 22: meridian.v1.PaxosBatch
-	(*TxnMsg)(nil),                  // 23: meridian.v1.TxnMsg
-	(*TxnBatch)(nil),                // 24: meridian.v1.TxnBatch
-	(*Ack)(nil),                     // 25: meridian.v1.Ack
-	(*JoinRequest)(nil),             // 26: meridian.v1.JoinRequest
-	(*JoinResponse)(nil),            // 27: meridian.v1.JoinResponse
-	(*InstallPlacementRequest)(nil), // 28: meridian.v1.InstallPlacementRequest
-	(*NetemRequest)(nil),            // 29: meridian.v1.NetemRequest
-	(*NetemResponse)(nil),           // 30: meridian.v1.NetemResponse
-	(*InitRequest)(nil),             // 31: meridian.v1.InitRequest
-	(*InitResponse)(nil),            // 32: meridian.v1.InitResponse
-	(*StatusRequest)(nil),           // 33: meridian.v1.StatusRequest
-	(*ClockStatus)(nil),             // 34: meridian.v1.ClockStatus
-	(*GroupStatus)(nil),             // 35: meridian.v1.GroupStatus
-	(*StatusResponse)(nil),          // 36: meridian.v1.StatusResponse
+	(*BatchRequest)(nil),            // 0: meridian.v1.BatchRequest
+	(*BatchCall)(nil),               // 1: meridian.v1.BatchCall
+	(*BatchResponse)(nil),           // 2: meridian.v1.BatchResponse
+	(*BatchResult)(nil),             // 3: meridian.v1.BatchResult
+	(*TxnMeta)(nil),                 // 4: meridian.v1.TxnMeta
+	(*Mutation)(nil),                // 5: meridian.v1.Mutation
+	(*KeyValue)(nil),                // 6: meridian.v1.KeyValue
+	(*KeySpan)(nil),                 // 7: meridian.v1.KeySpan
+	(*ReadRequest)(nil),             // 8: meridian.v1.ReadRequest
+	(*ReadResponse)(nil),            // 9: meridian.v1.ReadResponse
+	(*Participant)(nil),             // 10: meridian.v1.Participant
+	(*CommitRequest)(nil),           // 11: meridian.v1.CommitRequest
+	(*CommitResponse)(nil),          // 12: meridian.v1.CommitResponse
+	(*RollbackRequest)(nil),         // 13: meridian.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 14: meridian.v1.RollbackResponse
+	(*SnapshotReadRequest)(nil),     // 15: meridian.v1.SnapshotReadRequest
+	(*StrongTimestampRequest)(nil),  // 16: meridian.v1.StrongTimestampRequest
+	(*StrongTimestampResponse)(nil), // 17: meridian.v1.StrongTimestampResponse
+	(*LocateRequest)(nil),           // 18: meridian.v1.LocateRequest
+	(*LocateResponse)(nil),          // 19: meridian.v1.LocateResponse
+	(*LeaderHint)(nil),              // 20: meridian.v1.LeaderHint
+	(*LeaderInfo)(nil),              // 21: meridian.v1.LeaderInfo
+	(*NodeInfo)(nil),                // 22: meridian.v1.NodeInfo
+	(*ReplicaInfo)(nil),             // 23: meridian.v1.ReplicaInfo
+	(*ShardInfo)(nil),               // 24: meridian.v1.ShardInfo
+	(*Placement)(nil),               // 25: meridian.v1.Placement
+	(*PaxosBatch)(nil),              // 26: meridian.v1.PaxosBatch
+	(*TxnMsg)(nil),                  // 27: meridian.v1.TxnMsg
+	(*TxnBatch)(nil),                // 28: meridian.v1.TxnBatch
+	(*Ack)(nil),                     // 29: meridian.v1.Ack
+	(*JoinRequest)(nil),             // 30: meridian.v1.JoinRequest
+	(*JoinResponse)(nil),            // 31: meridian.v1.JoinResponse
+	(*InstallPlacementRequest)(nil), // 32: meridian.v1.InstallPlacementRequest
+	(*NetemRequest)(nil),            // 33: meridian.v1.NetemRequest
+	(*NetemResponse)(nil),           // 34: meridian.v1.NetemResponse
+	(*InitRequest)(nil),             // 35: meridian.v1.InitRequest
+	(*InitResponse)(nil),            // 36: meridian.v1.InitResponse
+	(*StatusRequest)(nil),           // 37: meridian.v1.StatusRequest
+	(*ClockStatus)(nil),             // 38: meridian.v1.ClockStatus
+	(*GroupStatus)(nil),             // 39: meridian.v1.GroupStatus
+	(*StatusResponse)(nil),          // 40: meridian.v1.StatusResponse
 }
 var file_meridian_proto_depIdxs = []int32{
-	0,  // 0: meridian.v1.ReadRequest.txn:type_name -> meridian.v1.TxnMeta
-	3,  // 1: meridian.v1.ReadRequest.span:type_name -> meridian.v1.KeySpan
-	2,  // 2: meridian.v1.ReadResponse.kvs:type_name -> meridian.v1.KeyValue
-	1,  // 3: meridian.v1.Participant.writes:type_name -> meridian.v1.Mutation
-	0,  // 4: meridian.v1.CommitRequest.txn:type_name -> meridian.v1.TxnMeta
-	6,  // 5: meridian.v1.CommitRequest.participants:type_name -> meridian.v1.Participant
-	0,  // 6: meridian.v1.RollbackRequest.txn:type_name -> meridian.v1.TxnMeta
-	3,  // 7: meridian.v1.SnapshotReadRequest.span:type_name -> meridian.v1.KeySpan
-	21, // 8: meridian.v1.LocateResponse.placement:type_name -> meridian.v1.Placement
-	17, // 9: meridian.v1.LocateResponse.leaders:type_name -> meridian.v1.LeaderInfo
-	19, // 10: meridian.v1.ShardInfo.replicas:type_name -> meridian.v1.ReplicaInfo
-	18, // 11: meridian.v1.Placement.nodes:type_name -> meridian.v1.NodeInfo
-	20, // 12: meridian.v1.Placement.shards:type_name -> meridian.v1.ShardInfo
-	0,  // 13: meridian.v1.TxnMsg.txn:type_name -> meridian.v1.TxnMeta
-	1,  // 14: meridian.v1.TxnMsg.writes:type_name -> meridian.v1.Mutation
-	23, // 15: meridian.v1.TxnBatch.msgs:type_name -> meridian.v1.TxnMsg
-	18, // 16: meridian.v1.JoinRequest.node:type_name -> meridian.v1.NodeInfo
-	18, // 17: meridian.v1.JoinResponse.nodes:type_name -> meridian.v1.NodeInfo
-	21, // 18: meridian.v1.JoinResponse.placement:type_name -> meridian.v1.Placement
-	21, // 19: meridian.v1.InstallPlacementRequest.placement:type_name -> meridian.v1.Placement
-	21, // 20: meridian.v1.InitResponse.placement:type_name -> meridian.v1.Placement
-	18, // 21: meridian.v1.StatusResponse.node:type_name -> meridian.v1.NodeInfo
-	34, // 22: meridian.v1.StatusResponse.clock:type_name -> meridian.v1.ClockStatus
-	35, // 23: meridian.v1.StatusResponse.groups:type_name -> meridian.v1.GroupStatus
-	4,  // 24: meridian.v1.Meridian.Read:input_type -> meridian.v1.ReadRequest
-	7,  // 25: meridian.v1.Meridian.Commit:input_type -> meridian.v1.CommitRequest
-	9,  // 26: meridian.v1.Meridian.Rollback:input_type -> meridian.v1.RollbackRequest
-	11, // 27: meridian.v1.Meridian.SnapshotRead:input_type -> meridian.v1.SnapshotReadRequest
-	12, // 28: meridian.v1.Meridian.StrongTimestamp:input_type -> meridian.v1.StrongTimestampRequest
-	14, // 29: meridian.v1.Meridian.Locate:input_type -> meridian.v1.LocateRequest
-	22, // 30: meridian.v1.Internal.Paxos:input_type -> meridian.v1.PaxosBatch
-	24, // 31: meridian.v1.Internal.Txn:input_type -> meridian.v1.TxnBatch
-	26, // 32: meridian.v1.Internal.Join:input_type -> meridian.v1.JoinRequest
-	28, // 33: meridian.v1.Internal.InstallPlacement:input_type -> meridian.v1.InstallPlacementRequest
-	31, // 34: meridian.v1.Admin.Init:input_type -> meridian.v1.InitRequest
-	33, // 35: meridian.v1.Admin.Status:input_type -> meridian.v1.StatusRequest
-	29, // 36: meridian.v1.Admin.Netem:input_type -> meridian.v1.NetemRequest
-	5,  // 37: meridian.v1.Meridian.Read:output_type -> meridian.v1.ReadResponse
-	8,  // 38: meridian.v1.Meridian.Commit:output_type -> meridian.v1.CommitResponse
-	10, // 39: meridian.v1.Meridian.Rollback:output_type -> meridian.v1.RollbackResponse
-	5,  // 40: meridian.v1.Meridian.SnapshotRead:output_type -> meridian.v1.ReadResponse
-	13, // 41: meridian.v1.Meridian.StrongTimestamp:output_type -> meridian.v1.StrongTimestampResponse
-	15, // 42: meridian.v1.Meridian.Locate:output_type -> meridian.v1.LocateResponse
-	25, // 43: meridian.v1.Internal.Paxos:output_type -> meridian.v1.Ack
-	25, // 44: meridian.v1.Internal.Txn:output_type -> meridian.v1.Ack
-	27, // 45: meridian.v1.Internal.Join:output_type -> meridian.v1.JoinResponse
-	25, // 46: meridian.v1.Internal.InstallPlacement:output_type -> meridian.v1.Ack
-	32, // 47: meridian.v1.Admin.Init:output_type -> meridian.v1.InitResponse
-	36, // 48: meridian.v1.Admin.Status:output_type -> meridian.v1.StatusResponse
-	30, // 49: meridian.v1.Admin.Netem:output_type -> meridian.v1.NetemResponse
-	37, // [37:50] is the sub-list for method output_type
-	24, // [24:37] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	1,  // 0: meridian.v1.BatchRequest.calls:type_name -> meridian.v1.BatchCall
+	8,  // 1: meridian.v1.BatchCall.read:type_name -> meridian.v1.ReadRequest
+	11, // 2: meridian.v1.BatchCall.commit:type_name -> meridian.v1.CommitRequest
+	13, // 3: meridian.v1.BatchCall.rollback:type_name -> meridian.v1.RollbackRequest
+	15, // 4: meridian.v1.BatchCall.snapshot_read:type_name -> meridian.v1.SnapshotReadRequest
+	16, // 5: meridian.v1.BatchCall.strong_timestamp:type_name -> meridian.v1.StrongTimestampRequest
+	3,  // 6: meridian.v1.BatchResponse.results:type_name -> meridian.v1.BatchResult
+	20, // 7: meridian.v1.BatchResult.hint:type_name -> meridian.v1.LeaderHint
+	9,  // 8: meridian.v1.BatchResult.read:type_name -> meridian.v1.ReadResponse
+	12, // 9: meridian.v1.BatchResult.commit:type_name -> meridian.v1.CommitResponse
+	14, // 10: meridian.v1.BatchResult.rollback:type_name -> meridian.v1.RollbackResponse
+	17, // 11: meridian.v1.BatchResult.strong_timestamp:type_name -> meridian.v1.StrongTimestampResponse
+	4,  // 12: meridian.v1.ReadRequest.txn:type_name -> meridian.v1.TxnMeta
+	7,  // 13: meridian.v1.ReadRequest.span:type_name -> meridian.v1.KeySpan
+	6,  // 14: meridian.v1.ReadResponse.kvs:type_name -> meridian.v1.KeyValue
+	5,  // 15: meridian.v1.Participant.writes:type_name -> meridian.v1.Mutation
+	4,  // 16: meridian.v1.CommitRequest.txn:type_name -> meridian.v1.TxnMeta
+	10, // 17: meridian.v1.CommitRequest.participants:type_name -> meridian.v1.Participant
+	4,  // 18: meridian.v1.RollbackRequest.txn:type_name -> meridian.v1.TxnMeta
+	7,  // 19: meridian.v1.SnapshotReadRequest.span:type_name -> meridian.v1.KeySpan
+	25, // 20: meridian.v1.LocateResponse.placement:type_name -> meridian.v1.Placement
+	21, // 21: meridian.v1.LocateResponse.leaders:type_name -> meridian.v1.LeaderInfo
+	23, // 22: meridian.v1.ShardInfo.replicas:type_name -> meridian.v1.ReplicaInfo
+	22, // 23: meridian.v1.Placement.nodes:type_name -> meridian.v1.NodeInfo
+	24, // 24: meridian.v1.Placement.shards:type_name -> meridian.v1.ShardInfo
+	4,  // 25: meridian.v1.TxnMsg.txn:type_name -> meridian.v1.TxnMeta
+	5,  // 26: meridian.v1.TxnMsg.writes:type_name -> meridian.v1.Mutation
+	27, // 27: meridian.v1.TxnBatch.msgs:type_name -> meridian.v1.TxnMsg
+	22, // 28: meridian.v1.JoinRequest.node:type_name -> meridian.v1.NodeInfo
+	22, // 29: meridian.v1.JoinResponse.nodes:type_name -> meridian.v1.NodeInfo
+	25, // 30: meridian.v1.JoinResponse.placement:type_name -> meridian.v1.Placement
+	25, // 31: meridian.v1.InstallPlacementRequest.placement:type_name -> meridian.v1.Placement
+	25, // 32: meridian.v1.InitResponse.placement:type_name -> meridian.v1.Placement
+	22, // 33: meridian.v1.StatusResponse.node:type_name -> meridian.v1.NodeInfo
+	38, // 34: meridian.v1.StatusResponse.clock:type_name -> meridian.v1.ClockStatus
+	39, // 35: meridian.v1.StatusResponse.groups:type_name -> meridian.v1.GroupStatus
+	8,  // 36: meridian.v1.Meridian.Read:input_type -> meridian.v1.ReadRequest
+	11, // 37: meridian.v1.Meridian.Commit:input_type -> meridian.v1.CommitRequest
+	13, // 38: meridian.v1.Meridian.Rollback:input_type -> meridian.v1.RollbackRequest
+	15, // 39: meridian.v1.Meridian.SnapshotRead:input_type -> meridian.v1.SnapshotReadRequest
+	16, // 40: meridian.v1.Meridian.StrongTimestamp:input_type -> meridian.v1.StrongTimestampRequest
+	18, // 41: meridian.v1.Meridian.Locate:input_type -> meridian.v1.LocateRequest
+	0,  // 42: meridian.v1.Meridian.Batch:input_type -> meridian.v1.BatchRequest
+	26, // 43: meridian.v1.Internal.Paxos:input_type -> meridian.v1.PaxosBatch
+	28, // 44: meridian.v1.Internal.Txn:input_type -> meridian.v1.TxnBatch
+	30, // 45: meridian.v1.Internal.Join:input_type -> meridian.v1.JoinRequest
+	32, // 46: meridian.v1.Internal.InstallPlacement:input_type -> meridian.v1.InstallPlacementRequest
+	35, // 47: meridian.v1.Admin.Init:input_type -> meridian.v1.InitRequest
+	37, // 48: meridian.v1.Admin.Status:input_type -> meridian.v1.StatusRequest
+	33, // 49: meridian.v1.Admin.Netem:input_type -> meridian.v1.NetemRequest
+	9,  // 50: meridian.v1.Meridian.Read:output_type -> meridian.v1.ReadResponse
+	12, // 51: meridian.v1.Meridian.Commit:output_type -> meridian.v1.CommitResponse
+	14, // 52: meridian.v1.Meridian.Rollback:output_type -> meridian.v1.RollbackResponse
+	9,  // 53: meridian.v1.Meridian.SnapshotRead:output_type -> meridian.v1.ReadResponse
+	17, // 54: meridian.v1.Meridian.StrongTimestamp:output_type -> meridian.v1.StrongTimestampResponse
+	19, // 55: meridian.v1.Meridian.Locate:output_type -> meridian.v1.LocateResponse
+	2,  // 56: meridian.v1.Meridian.Batch:output_type -> meridian.v1.BatchResponse
+	29, // 57: meridian.v1.Internal.Paxos:output_type -> meridian.v1.Ack
+	29, // 58: meridian.v1.Internal.Txn:output_type -> meridian.v1.Ack
+	31, // 59: meridian.v1.Internal.Join:output_type -> meridian.v1.JoinResponse
+	29, // 60: meridian.v1.Internal.InstallPlacement:output_type -> meridian.v1.Ack
+	36, // 61: meridian.v1.Admin.Init:output_type -> meridian.v1.InitResponse
+	40, // 62: meridian.v1.Admin.Status:output_type -> meridian.v1.StatusResponse
+	34, // 63: meridian.v1.Admin.Netem:output_type -> meridian.v1.NetemResponse
+	50, // [50:64] is the sub-list for method output_type
+	36, // [36:50] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_meridian_proto_init() }
@@ -2714,13 +3139,26 @@ func file_meridian_proto_init() {
 	if File_meridian_proto != nil {
 		return
 	}
+	file_meridian_proto_msgTypes[1].OneofWrappers = []any{
+		(*BatchCall_Read)(nil),
+		(*BatchCall_Commit)(nil),
+		(*BatchCall_Rollback)(nil),
+		(*BatchCall_SnapshotRead)(nil),
+		(*BatchCall_StrongTimestamp)(nil),
+	}
+	file_meridian_proto_msgTypes[3].OneofWrappers = []any{
+		(*BatchResult_Read)(nil),
+		(*BatchResult_Commit)(nil),
+		(*BatchResult_Rollback)(nil),
+		(*BatchResult_StrongTimestamp)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_proto_rawDesc), len(file_meridian_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -29,6 +29,7 @@ const (
 	Meridian_SnapshotRead_FullMethodName    = "/meridian.v1.Meridian/SnapshotRead"
 	Meridian_StrongTimestamp_FullMethodName = "/meridian.v1.Meridian/StrongTimestamp"
 	Meridian_Locate_FullMethodName          = "/meridian.v1.Meridian/Locate"
+	Meridian_Batch_FullMethodName           = "/meridian.v1.Meridian/Batch"
 )
 
 // MeridianClient is the client API for Meridian service.
@@ -56,6 +57,13 @@ type MeridianClient interface {
 	// Locate returns the placement: regions, nodes, shards (key ranges), their
 	// replicas and the leaders this node knows of.
 	Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error)
+	// Batch multiplexes the calls above (but Locate) over one long-lived
+	// stream: a BatchRequest carries calls from many callers, a
+	// BatchResponse the results that are ready, matched by id, in any order.
+	// Each call means exactly what it means as a unary call. It saves the
+	// HTTP/2 stream, headers and trailers a unary call costs, which dominate
+	// small requests.
+	Batch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchRequest, BatchResponse], error)
 }
 
 type meridianClient struct {
@@ -126,6 +134,19 @@ func (c *meridianClient) Locate(ctx context.Context, in *LocateRequest, opts ...
 	return out, nil
 }
 
+func (c *meridianClient) Batch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchRequest, BatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Meridian_ServiceDesc.Streams[0], Meridian_Batch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BatchRequest, BatchResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Meridian_BatchClient = grpc.BidiStreamingClient[BatchRequest, BatchResponse]
+
 // MeridianServer is the server API for Meridian service.
 // All implementations must embed UnimplementedMeridianServer
 // for forward compatibility.
@@ -151,6 +172,13 @@ type MeridianServer interface {
 	// Locate returns the placement: regions, nodes, shards (key ranges), their
 	// replicas and the leaders this node knows of.
 	Locate(context.Context, *LocateRequest) (*LocateResponse, error)
+	// Batch multiplexes the calls above (but Locate) over one long-lived
+	// stream: a BatchRequest carries calls from many callers, a
+	// BatchResponse the results that are ready, matched by id, in any order.
+	// Each call means exactly what it means as a unary call. It saves the
+	// HTTP/2 stream, headers and trailers a unary call costs, which dominate
+	// small requests.
+	Batch(grpc.BidiStreamingServer[BatchRequest, BatchResponse]) error
 	mustEmbedUnimplementedMeridianServer()
 }
 
@@ -178,6 +206,9 @@ func (UnimplementedMeridianServer) StrongTimestamp(context.Context, *StrongTimes
 }
 func (UnimplementedMeridianServer) Locate(context.Context, *LocateRequest) (*LocateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Locate not implemented")
+}
+func (UnimplementedMeridianServer) Batch(grpc.BidiStreamingServer[BatchRequest, BatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Batch not implemented")
 }
 func (UnimplementedMeridianServer) mustEmbedUnimplementedMeridianServer() {}
 func (UnimplementedMeridianServer) testEmbeddedByValue()                  {}
@@ -308,6 +339,13 @@ func _Meridian_Locate_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Meridian_Batch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MeridianServer).Batch(&grpc.GenericServerStream[BatchRequest, BatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Meridian_BatchServer = grpc.BidiStreamingServer[BatchRequest, BatchResponse]
+
 // Meridian_ServiceDesc is the grpc.ServiceDesc for Meridian service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -340,7 +378,14 @@ var Meridian_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Meridian_Locate_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Batch",
+			Handler:       _Meridian_Batch_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "meridian.proto",
 }
 
