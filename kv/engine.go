@@ -21,7 +21,7 @@ const (
 	DefaultMaxValueSize    = 1 << 20
 	DefaultMaxLogEntrySize = 64 << 20
 	DefaultCacheSize       = 64 << 20
-	DefaultMemTableSize    = 64 << 20
+	DefaultMemTableSize    = 16 << 20
 )
 
 // Options configures an Engine. The zero value is valid: real disk and the
@@ -40,11 +40,12 @@ type Options struct {
 	// CacheSize is the size of Pebble's block cache in bytes (default
 	// 64 MiB).
 	CacheSize int64
-	// MemTableSize is Pebble's memtable size in bytes (default 64 MiB;
-	// Pebble starts small and grows to it). A large memtable lets Paxos log
-	// entries be truncated before they are ever flushed, which saves most
-	// compaction work. Small memtables make tests exercise flushes and
-	// compactions.
+	// MemTableSize is Pebble's memtable size in bytes (default 16 MiB;
+	// Pebble starts small and grows to it). Larger memtables let more Paxos
+	// log entries be truncated before they are flushed, but every read and
+	// insert searches a deeper skiplist: measured with 64 MiB, strong reads
+	// ran ~20% slower and writes no faster. Small memtables make tests
+	// exercise flushes and compactions.
 	MemTableSize uint64
 	// Logger receives Pebble's informational and error messages. nil sends
 	// errors to the standard library logger and drops informational

@@ -88,11 +88,46 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 				continue
 			}
 			calls.Add(1)
-			go func(call *meridianpb.BatchCall) {
+			s.workers.run(func() {
 				defer calls.Done()
 				defer func() { <-sem }()
 				deliver(ctx, results, s.serveCall(ctx, call))
-			}(call)
+			})
+		}
+	}
+}
+
+// workers runs batched calls on goroutines that outlive a call: a fresh
+// goroutine per call would start with a small stack and grow it again
+// for every read (Pebble's iterators run deep), which costs more than the
+// read. A call goes to an idle worker when there is one, else to a new
+// one; workers idle for a while exit.
+type workers struct {
+	tasks chan func()
+}
+
+const workerIdle = 10 * time.Second
+
+func newWorkers() *workers { return &workers{tasks: make(chan func())} }
+
+func (w *workers) run(f func()) {
+	select {
+	case w.tasks <- f:
+	default:
+		go w.loop(f)
+	}
+}
+
+func (w *workers) loop(f func()) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		f()
+		idle.Reset(workerIdle)
+		select {
+		case f = <-w.tasks:
+		case <-idle.C:
+			return
 		}
 	}
 }

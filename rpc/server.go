@@ -75,6 +75,8 @@ type Server struct {
 	log    *slog.Logger
 	health *health.Server
 	met    *node.Metrics
+	// workers run Batch calls (see workers).
+	workers *workers
 
 	mu        sync.RWMutex
 	dir       map[node.NodeID]node.NodeInfo
@@ -92,7 +94,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Self.ID == 0 || cfg.Self.Region == "" || cfg.Self.Addr == "" {
 		return nil, errors.New("rpc: node ID, region and address are required")
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.Self.ID), dir: map[node.NodeID]node.NodeInfo{cfg.Self.ID: cfg.Self},
+	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.Self.ID), workers: newWorkers(), dir: map[node.NodeID]node.NodeInfo{cfg.Self.ID: cfg.Self},
 		stop: make(chan struct{})}
 	s.peers = NewPeers(cfg.Self.ID, s.clusterID, s.addrOf, cfg.Dial, s.log)
 	if s.cfg.Registry == nil {
