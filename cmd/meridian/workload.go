@@ -60,6 +60,7 @@ latency percentiles (HdrHistogram), then a summary.
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"kv", "bank"},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			tuneGC()
 			switch args[0] {
 			case "kv", "bank":
 			default:
