@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/golang/snappy"
 
 	"github.com/meridiandb/meridian/tt"
@@ -65,6 +66,29 @@ func decodeTS(u uint64) tt.Timestamp { return tt.Timestamp(u ^ tsDescMask) }
 // appendTS appends the descending encoding of ts to dst.
 func appendTS(dst []byte, ts tt.Timestamp) []byte {
 	return binary.BigEndian.AppendUint64(dst, encodeTS(ts))
+}
+
+// comparer orders keys bytewise, as Pebble's default does, and splits an
+// MVCC data key into its version-independent prefix (keyspace byte, escaped
+// user key, terminator) and its 8-byte timestamp suffix: Pebble then keeps
+// bloom filters per user key, and a point read seeks by prefix and skips
+// the tables that do not hold the key. Every other key is all prefix.
+var comparer = func() *pebble.Comparer {
+	c := *pebble.DefaultComparer
+	c.Split = splitMVCC
+	c.Name = "meridian.mvcc.v1"
+	return &c
+}()
+
+// splitMVCC is comparer's Split. Escaped user keys hold escByte only
+// before escEscaped, so escByte escTerm tsLen bytes from the end is the
+// terminator of a data key.
+func splitMVCC(k []byte) int {
+	n := len(k)
+	if n >= minKeyLen && k[0] == spaceData && k[n-tsLen-2] == escByte && k[n-tsLen-1] == escTerm {
+		return n - tsLen
+	}
+	return n
 }
 
 // encodedKeyLen returns the length of EncodeKey(userKey, ts).

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/meridiandb/meridian/internal/invariants"
@@ -204,6 +205,10 @@ func Open(dir string, opts Options) (*Engine, error) {
 		Logger:             pebbleLogger{l: opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       opts.MemTableSize,
+		Comparer:           comparer,
+	}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := openPebble(dir, po)
 	if err != nil {

@@ -795,3 +795,57 @@ func TestErrorMessagesTruncateKeys(t *testing.T) {
 		t.Errorf("error %q", err)
 	}
 }
+
+// The comparer's Split meets Pebble's contract on MVCC keys (with escaped
+// bytes, empty and long user keys, every kind of timestamp), and leaves
+// every other keyspace whole.
+func TestComparerSplit(t *testing.T) {
+	var prefixes, suffixes [][]byte
+	for _, k := range []string{"a", "a\x00", "a\x00b", "\x00", "\x00\x00\x01", "\xff", "ab", "b", "zzzzzzzzzzzzzzzzzzzz\x01"} {
+		prefixes = append(prefixes, appendKeyPrefix(nil, []byte(k)))
+	}
+	for _, ts := range []tt.Timestamp{1, 2, 1 << 40, tt.MaxTimestamp} {
+		suffixes = append(suffixes, appendTS(nil, ts))
+	}
+	// Split's contract (pebble.Split): with prefix(a) = a[:Split(a)],
+	//  1. a bare prefix sorts before every key with that prefix;
+	//  2. prefixes order keys before suffixes;
+	//  3. within a prefix, keys order as their suffixes do.
+	// (pebble.CheckComparer also wants prefixes stripped of leading bytes
+	// to stay prefixes, which keyspace bytes rule out.)
+	var keys [][]byte
+	for _, p := range prefixes {
+		for _, s := range suffixes {
+			keys = append(keys, slices.Concat(p, s))
+		}
+	}
+	split := func(k []byte) []byte { return k[:comparer.Split(k)] }
+	for _, a := range keys {
+		if p := split(a); len(p) < len(a) && comparer.Compare(p, a) >= 0 {
+			t.Errorf("bare prefix %x does not sort before %x", p, a)
+		}
+		for _, b := range keys {
+			c, pc := comparer.Compare(a, b), comparer.Compare(split(a), split(b))
+			if c <= 0 && pc > 0 || pc < 0 && c >= 0 {
+				t.Errorf("%x vs %x: keys compare %d, prefixes %d", a, b, c, pc)
+			}
+			if pc == 0 && c != comparer.ComparePointSuffixes(a[len(split(a)):], b[len(split(b)):]) {
+				t.Errorf("%x vs %x: same prefix, keys compare %d unlike their suffixes", a, b, c)
+			}
+		}
+	}
+	for _, p := range prefixes {
+		k := appendTS(append([]byte(nil), p...), 7)
+		if n := splitMVCC(k); n != len(p) {
+			t.Errorf("split of %x: %d, want %d", k, n, len(p))
+		}
+		if n := splitMVCC(p); n != len(p) {
+			t.Errorf("split of the bare prefix %x: %d, want all of it", p, n)
+		}
+	}
+	for _, k := range [][]byte{logKey(1, 2), groupKey(spaceHardState, 3), metaKey(4, []byte("txn/out/x")), {spaceLocal, 'h'}} {
+		if n := splitMVCC(k); n != len(k) {
+			t.Errorf("split of non-MVCC key %x: %d, want all of it", k, n)
+		}
+	}
+}

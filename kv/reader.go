@@ -118,7 +118,9 @@ func (v view) get(key []byte, ts tt.Timestamp) (value []byte, valueTS tt.Timesta
 		return nil, 0, fmt.Errorf("kv: get %s: %w", keyString(key), err)
 	}
 	defer closeIter(it, &err)
-	if !it.SeekGE(appendTS(prefix, ts)) {
+	// A prefix seek: Pebble consults bloom filters and skips tables
+	// without the key.
+	if !it.SeekPrefixGE(appendTS(prefix, ts)) {
 		if err := it.Error(); err != nil {
 			return nil, 0, err
 		}
