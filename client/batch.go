@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -110,6 +111,11 @@ func (b *batcher) run() {
 			return
 		}
 		batch := []*pendingCall{first}
+		if len(b.queue) == 0 {
+			// Yield once so that callers about to queue join this batch
+			// (see the same step in the server's sendResults).
+			runtime.Gosched()
+		}
 		size := proto.Size(first.call)
 	more:
 		for len(batch) < maxBatchCalls && size < maxBatchBytes {
