@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -311,6 +312,9 @@ func (g *Group) run() {
 			fn()
 		}
 		// Drain whatever else is ready so one Ready (one fsync) covers it.
+		if len(g.paxosIn)+len(g.txnIn)+len(g.reqs)+len(g.calls) == 0 {
+			runtime.Gosched()
+		}
 		g.drain()
 		if err := g.handleReady(); err != nil {
 			g.log.Error("group stopped: storage failed", "err", err)
