@@ -270,7 +270,13 @@ func TestCommitOfTooOldTransaction(t *testing.T) {
 	if first.err != nil {
 		t.Fatal(first.err)
 	}
-	c.advance(3500 * time.Millisecond)
+	c.advance(300 * time.Millisecond)
+	for _, r := range c.group(1).reps {
+		if o, ok, err := outcomeIn(r.meta, m.ID); !ok || err != nil || !o.commit || o.ts != first.resp.TS {
+			t.Errorf("%s: stored outcome %+v (found %v), %v; want commit at %s", r, o, ok, err, c.rel(first.resp.TS))
+		}
+	}
+	c.advance(3200 * time.Millisecond)
 	if a := c.ok(c.send(1, nil, commitReq(m, part(1, false, "a/k=1")))); a.resp.TS != first.resp.TS {
 		t.Fatalf("retry within retention: ts %s, want %s", c.rel(a.resp.TS), c.rel(first.resp.TS))
 	}
@@ -280,6 +286,12 @@ func TestCommitOfTooOldTransaction(t *testing.T) {
 	c.wait(c.send(1, nil, commitReq(Meta{ID: drawnAt(c.now, 4)}, part(1, false, "a/later=1"))), time.Second)
 	if _, ok := c.leader(1).g.outcomes[m.ID]; ok {
 		t.Fatal("the outcome was not expired")
+	}
+	c.advance(300 * time.Millisecond)
+	for _, r := range c.group(1).reps {
+		if o, ok, err := outcomeIn(r.meta, m.ID); ok || err != nil {
+			t.Errorf("%s: the expired outcome's record is still stored: %+v, %v", r, o, err)
+		}
 	}
 	if a := c.wait(c.send(1, nil, commitReq(m, part(1, false, "a/k=1"))), time.Second); !errors.Is(a.err, ErrTooOld) {
 		t.Fatalf("retry after the outcome expired: %v, want ErrTooOld", a.err)

@@ -116,6 +116,9 @@ type Group struct {
 	prepared map[TxnID]*prepared
 	outcomes map[TxnID]outcome
 	outcomeQ []queuedOutcome // outcomes in the order recorded, for expiry
+	chunks   []chunkRef      // persisted outcome chunks, oldest first
+	chunk    outcomeChunk    // outcomes recorded in this Ready, not yet out
+	applying uint64          // log index of the entry being applied
 	reads    []*pendingRead
 
 	leading    bool
@@ -145,6 +148,8 @@ func (g *Group) Restore(records [][2][]byte) error {
 	g.prepared = map[TxnID]*prepared{}
 	g.outcomes = map[TxnID]outcome{}
 	g.outcomeQ = nil
+	g.chunks = nil
+	g.chunk = outcomeChunk{}
 	for _, kv := range records {
 		name, val := kv[0], kv[1]
 		switch {
@@ -154,20 +159,25 @@ func (g *Group) Restore(records [][2][]byte) error {
 				return fmt.Errorf("txn: group %d: prepared record %x: %w", g.id, name, ErrCorruptRecord)
 			}
 			g.prepared[rec.txn.ID] = &prepared{rec: rec}
-		case hasPrefix(name, "txn/out/"):
-			id, err := TxnIDFromBytes(name[len("txn/out/"):])
+		case hasPrefix(name, outcomeChunkPrefix):
+			// Chunks come in name order, oldest first: a later outcome for
+			// the same transaction replaces an earlier one.
+			c, err := unmarshalOutcomeChunk(name, val)
 			if err != nil {
-				return err
+				return fmt.Errorf("txn: group %d: outcome record %x: %w", g.id, name, err)
 			}
-			o, err := unmarshalOutcome(val)
-			if err != nil {
-				return fmt.Errorf("txn: group %d: outcome %s: %w", g.id, id, err)
+			ref := chunkRef{index: c.index}
+			for i, id := range c.ids {
+				o := c.outs[i]
+				g.outcomes[id] = o
+				g.outcomeQ = append(g.outcomeQ, queuedOutcome{id: id, ts: o.ts})
+				ref.maxTS = max(ref.maxTS, o.ts)
 			}
-			g.outcomes[id] = o
-			g.outcomeQ = append(g.outcomeQ, queuedOutcome{id: id, ts: o.ts})
+			g.chunks = append(g.chunks, ref)
 		}
 	}
 	slices.SortFunc(g.outcomeQ, func(a, b queuedOutcome) int { return cmp.Compare(a.ts, b.ts) })
+	slices.SortFunc(g.chunks, func(a, b chunkRef) int { return cmp.Compare(a.index, b.index) })
 	if g.leading {
 		g.loseLeadership()
 	}
@@ -887,6 +897,7 @@ func (g *Group) onDecide(id TxnID, commit bool, ts tt.Timestamp) {
 // Applying the log (every replica)
 
 func (g *Group) applyEntry(a paxos.Applied) {
+	g.applying = a.Index
 	pr := g.props[a.Index]
 	if pr != nil {
 		delete(g.props, a.Index)
@@ -1006,12 +1017,37 @@ func (g *Group) tooOld(id TxnID) bool {
 func (g *Group) putOutcome(id TxnID, o outcome) {
 	g.outcomes[id] = o
 	g.outcomeQ = append(g.outcomeQ, queuedOutcome{id: id, ts: o.ts})
-	g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeName(id), Value: o.marshal()})
+	if len(g.chunk.ids) == 0 {
+		g.chunk.index = g.applying
+	}
+	g.chunk.ids = append(g.chunk.ids, id)
+	g.chunk.outs = append(g.chunk.outs, o)
+}
+
+// flushOutcomes writes the outcomes recorded since the last Ready as one
+// chunk record.
+func (g *Group) flushOutcomes() {
+	if len(g.chunk.ids) == 0 {
+		return
+	}
+	ref := chunkRef{index: g.chunk.index}
+	for _, o := range g.chunk.outs {
+		ref.maxTS = max(ref.maxTS, o.ts)
+	}
+	g.chunks = append(g.chunks, ref)
+	g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeChunkName(g.chunk.index), Value: g.chunk.marshal()})
+	g.chunk = outcomeChunk{}
 }
 
 type queuedOutcome struct {
 	id TxnID
 	ts tt.Timestamp
+}
+
+// chunkRef is a persisted outcome chunk: its name and newest outcome.
+type chunkRef struct {
+	index uint64
+	maxTS tt.Timestamp
 }
 
 // expireOutcomes drops outcome records far below the applied timestamp, in
@@ -1024,8 +1060,13 @@ func (g *Group) expireOutcomes(applied tt.Timestamp) {
 		g.outcomeQ = g.outcomeQ[1:]
 		if o, ok := g.outcomes[q.id]; ok && o.ts == q.ts {
 			delete(g.outcomes, q.id)
-			g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeName(q.id), Delete: true})
 		}
+	}
+	// A chunk goes once all its outcomes have: chunks hold outcomes of
+	// consecutive entries, whose timestamps rise with the log.
+	for len(g.chunks) > 0 && g.chunks[0].maxTS < horizon {
+		g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeChunkName(g.chunks[0].index), Delete: true})
+		g.chunks = g.chunks[1:]
 	}
 }
 
@@ -1267,6 +1308,7 @@ func (g *Group) Ready() Ready {
 	for _, a := range prd.Committed {
 		g.applyEntry(a)
 	}
+	g.flushOutcomes()
 	// Leadership may have changed with this Ready's inputs; and applying
 	// may have made reads servable.
 	g.after()

@@ -231,9 +231,58 @@ func unmarshalRecord(b []byte) (record, error) {
 	return r, rd.err
 }
 
-// Meta record names: prepared transactions and coordinator outcomes.
-func prepName(id TxnID) []byte    { return append([]byte("txn/prep/"), id.Bytes()...) }
-func outcomeName(id TxnID) []byte { return append([]byte("txn/out/"), id.Bytes()...) }
+// Meta record names: prepared transactions, and chunks of outcomes named
+// by the log index of the first entry whose outcome they hold.
+func prepName(id TxnID) []byte { return append([]byte("txn/prep/"), id.Bytes()...) }
+func outcomeChunkName(index uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(outcomeChunkPrefix), index)
+}
+
+const outcomeChunkPrefix = "txn/out/"
+
+// outcomeChunk is the outcomes recorded by the entries applied in one
+// Ready, stored as one meta record: one insert and one delete per Ready
+// instead of one of each per transaction.
+type outcomeChunk struct {
+	index uint64 // the first entry's log index: the record's name
+	ids   []TxnID
+	outs  []outcome
+}
+
+func (c *outcomeChunk) marshal() []byte {
+	b := make([]byte, 0, len(c.ids)*26)
+	for i, id := range c.ids {
+		b = binary.BigEndian.AppendUint64(b, id.Hi)
+		b = binary.BigEndian.AppendUint64(b, id.Lo)
+		b = append(b, c.outs[i].marshal()...)
+	}
+	return b
+}
+
+// unmarshalOutcomeChunk parses a chunk record; name is its meta name.
+func unmarshalOutcomeChunk(name, b []byte) (*outcomeChunk, error) {
+	if len(name) != len(outcomeChunkPrefix)+8 {
+		return nil, ErrCorruptRecord
+	}
+	c := &outcomeChunk{index: binary.BigEndian.Uint64(name[len(outcomeChunkPrefix):])}
+	for len(b) > 0 {
+		if len(b) < 18 || b[16] > 1 {
+			return nil, ErrCorruptRecord
+		}
+		id := TxnID{Hi: binary.BigEndian.Uint64(b[:8]), Lo: binary.BigEndian.Uint64(b[8:16])}
+		v, n := binary.Varint(b[17:])
+		if n <= 0 {
+			return nil, ErrCorruptRecord
+		}
+		c.ids = append(c.ids, id)
+		c.outs = append(c.outs, outcome{commit: b[16] == 1, ts: tt.Timestamp(v)})
+		b = b[17+n:]
+	}
+	if len(c.ids) == 0 {
+		return nil, ErrCorruptRecord
+	}
+	return c, nil
+}
 
 // outcome is a transaction's decided fate as the group recorded it.
 type outcome struct {
@@ -247,15 +296,4 @@ func (o outcome) marshal() []byte {
 		b[0] = 1
 	}
 	return binary.AppendVarint(b, int64(o.ts))
-}
-
-func unmarshalOutcome(b []byte) (outcome, error) {
-	if len(b) < 2 || b[0] > 1 {
-		return outcome{}, ErrCorruptRecord
-	}
-	v, n := binary.Varint(b[1:])
-	if n <= 0 || n != len(b)-1 {
-		return outcome{}, ErrCorruptRecord
-	}
-	return outcome{commit: b[0] == 1, ts: tt.Timestamp(v)}, nil
 }

@@ -170,8 +170,9 @@ func TestRecordCorrupt(t *testing.T) {
 	}
 }
 
-func TestOutcomeCodec(t *testing.T) {
-	for _, o := range []outcome{
+func TestOutcomeChunkCodec(t *testing.T) {
+	c := &outcomeChunk{index: 42}
+	for i, o := range []outcome{
 		{commit: true, ts: hStart},
 		{commit: false, ts: hStart.Add(1)},
 		{commit: true, ts: 0},
@@ -179,25 +180,33 @@ func TestOutcomeCodec(t *testing.T) {
 		{commit: true, ts: tt.MaxTimestamp},
 		{commit: true, ts: math.MinInt64},
 	} {
-		b := o.marshal()
-		got, err := unmarshalOutcome(b)
-		if err != nil || got != o {
-			t.Fatalf("%+v: got %+v, %v", o, got, err)
-		}
-		if !bytes.Equal(got.marshal(), b) {
-			t.Fatalf("%+v: re-encoding differs", o)
-		}
+		c.ids = append(c.ids, TxnID{Hi: uint64(i) << 40, Lo: ^uint64(i)})
+		c.outs = append(c.outs, o)
 	}
-	for name, b := range map[string][]byte{
-		"empty":         nil,
-		"flag only":     {1},
-		"bad flag":      {2, 0},
-		"trailing byte": append(outcome{commit: true, ts: 5}.marshal(), 0),
-		"cut varint":    {1, 0x80},
-		"overlong":      append([]byte{0}, bytes.Repeat([]byte{0xff}, 11)...),
+	name, b := outcomeChunkName(c.index), c.marshal()
+	got, err := unmarshalOutcomeChunk(name, b)
+	if err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("got %+v, %v; want %+v", got, err, c)
+	}
+	if !bytes.Equal(got.marshal(), b) {
+		t.Fatal("re-encoding differs")
+	}
+	if string(outcomeChunkName(1)) >= string(outcomeChunkName(256)) {
+		t.Fatal("chunk names do not sort by index")
+	}
+	id := make([]byte, 16)
+	for what, bad := range map[string][2][]byte{
+		"empty":         {name, nil},
+		"flag only":     {name, append(id[:16:16], 1)},
+		"bad flag":      {name, append(id[:16:16], 2, 0)},
+		"cut ID":        {name, id[:10]},
+		"cut varint":    {name, append(id[:16:16], 1, 0x80)},
+		"overlong":      {name, append(append(id[:16:16], 0), bytes.Repeat([]byte{0xff}, 11)...)},
+		"trailing byte": {name, append(c.marshal(), 0)},
+		"short name":    {name[:len(name)-1], b},
 	} {
-		if _, err := unmarshalOutcome(b); !errors.Is(err, ErrCorruptRecord) {
-			t.Errorf("%s: err %v, want ErrCorruptRecord", name, err)
+		if _, err := unmarshalOutcomeChunk(bad[0], bad[1]); !errors.Is(err, ErrCorruptRecord) {
+			t.Errorf("%s: err %v, want ErrCorruptRecord", what, err)
 		}
 	}
 }
@@ -246,27 +255,30 @@ func FuzzUnmarshalRecord(f *testing.F) {
 	})
 }
 
-func FuzzUnmarshalOutcome(f *testing.F) {
-	f.Add(outcome{commit: true, ts: hStart}.marshal())
-	f.Add(outcome{commit: false, ts: -5}.marshal())
+func FuzzUnmarshalOutcomeChunk(f *testing.F) {
+	one := &outcomeChunk{ids: []TxnID{{Hi: 1, Lo: 2}}, outs: []outcome{{commit: true, ts: hStart}}}
+	two := &outcomeChunk{ids: []TxnID{{Hi: 1}, {Lo: 9}}, outs: []outcome{{ts: -5}, {commit: true}}}
+	f.Add(one.marshal())
+	f.Add(two.marshal())
 	f.Add([]byte{})
-	f.Add([]byte{1})
-	f.Add([]byte{2, 0})
-	f.Add([]byte{1, 0x80, 0x00}) // non-minimal zero
+	f.Add(append(make([]byte, 16), 1))
+	f.Add(append(make([]byte, 16), 2, 0))
+	f.Add(append(make([]byte, 16), 1, 0x80, 0x00)) // non-minimal zero
+	name := outcomeChunkName(7)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		o, err := unmarshalOutcome(b)
+		c, err := unmarshalOutcomeChunk(name, b)
 		if err != nil {
 			if !errors.Is(err, ErrCorruptRecord) {
 				t.Fatalf("error %v does not wrap ErrCorruptRecord", err)
 			}
 			return
 		}
-		enc := o.marshal()
+		enc := c.marshal()
 		if len(enc) > len(b) || len(enc) == len(b) && !bytes.Equal(enc, b) {
 			t.Fatalf("decoded %x, re-encoded differently: %x", b, enc)
 		}
-		if again, err := unmarshalOutcome(enc); err != nil || again != o {
-			t.Fatalf("re-encoding decodes to %+v, %v; want %+v", again, err, o)
+		if again, err := unmarshalOutcomeChunk(name, enc); err != nil || !reflect.DeepEqual(again, c) {
+			t.Fatalf("re-encoding decodes to %+v, %v; want %+v", again, err, c)
 		}
 	})
 }

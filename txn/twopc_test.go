@@ -3,6 +3,8 @@ package txn
 import (
 	"errors"
 	"slices"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -267,9 +269,9 @@ func TestCoordinatorFailsBeforeCommitRecord(t *testing.T) {
 		if r.down {
 			continue
 		}
-		o, err := unmarshalOutcome(r.meta[string(outcomeName(m.ID))])
-		if err != nil || o.commit {
-			t.Errorf("%s: outcome record %+v, %v; want abort", r, o, err)
+		o, ok, err := outcomeIn(r.meta, m.ID)
+		if err != nil || !ok || o.commit {
+			t.Errorf("%s: outcome record %+v (found %v), %v; want abort", r, o, ok, err)
 		}
 	}
 	for _, sm := range c.sent {
@@ -458,12 +460,44 @@ func TestRestoreRelocks(t *testing.T) {
 	if err := f.g.Restore([][2][]byte{{prepName(m.ID), []byte{1, 2, 3}}}); !errors.Is(err, ErrCorruptRecord) {
 		t.Fatalf("corrupt prepare record: %v", err)
 	}
-	if err := f.g.Restore([][2][]byte{{outcomeName(m.ID), []byte{9}}}); !errors.Is(err, ErrCorruptRecord) {
-		t.Fatalf("corrupt outcome record: %v", err)
+	for _, bad := range [][2][]byte{
+		{outcomeChunkName(7), []byte{9}},
+		{outcomeChunkName(7), nil},
+		{outcomeChunkName(7), append(make([]byte, 16), 2, 2)},
+		{outcomeChunkName(7), append(make([]byte, 16), 1, 0x80)},
+		{[]byte("txn/out/short"), append(make([]byte, 16), 1, 2)},
+	} {
+		if err := f.g.Restore([][2][]byte{bad}); !errors.Is(err, ErrCorruptRecord) {
+			t.Fatalf("corrupt outcome record %x=%x: %v", bad[0], bad[1], err)
+		}
 	}
 	if err := f.g.Restore(recs); err != nil || f.g.Prepared() != 1 {
 		t.Fatalf("Restore(records): %v, prepared %d", err, f.g.Prepared())
 	}
 	c.dropTxn = nil
 	c.settle(3 * time.Second)
+}
+
+// outcomeIn finds id's latest outcome among a replica's persisted outcome
+// chunks.
+func outcomeIn(meta map[string][]byte, id TxnID) (o outcome, found bool, err error) {
+	names := make([]string, 0, len(meta))
+	for name := range meta {
+		if strings.HasPrefix(name, outcomeChunkPrefix) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		c, err := unmarshalOutcomeChunk([]byte(name), meta[name])
+		if err != nil {
+			return o, false, err
+		}
+		for i, cid := range c.ids {
+			if cid == id {
+				o, found = c.outs[i], true
+			}
+		}
+	}
+	return o, found, nil
 }
