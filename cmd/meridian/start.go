@@ -98,8 +98,7 @@ func openClock(ctx context.Context, ntp string, poll, epsilon, maxEps time.Durat
 }
 
 func dialInsecure(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(rpc.MaxMessageSize), grpc.MaxCallSendMsgSize(rpc.MaxMessageSize)))
+	return grpc.NewClient(addr, rpc.DialOptions(insecure.NewCredentials())...)
 }
 
 func runStart(cmd *cobra.Command, f *startFlags) error {
@@ -107,7 +106,7 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 		return errors.New("--region and --data-dir are required")
 	}
 	tuneGC()
-	serverOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(rpc.MaxMessageSize), grpc.MaxSendMsgSize(rpc.MaxMessageSize)}
+	serverOpts := rpc.ServerOptions()
 	dial := dialInsecure
 	if !f.insecure {
 		stls, err := rpc.ServerTLS(f.certsDir)
@@ -120,8 +119,7 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 		}
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(stls)))
 		dial = func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(ctls)),
-				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(rpc.MaxMessageSize), grpc.MaxCallSendMsgSize(rpc.MaxMessageSize)))
+			return grpc.NewClient(addr, rpc.DialOptions(credentials.NewTLS(ctls))...)
 		}
 	}
 	if f.advertise == "" {

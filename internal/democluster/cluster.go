@@ -170,11 +170,7 @@ func (c *Cluster) DialOptions(region string) []grpc.DialOption {
 	if c.cfg.ClientTLS != nil {
 		creds = credentials.NewTLS(c.cfg.ClientTLS)
 	}
-	return []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
-		grpc.WithContextDialer(c.Netem.Dialer(region, c.regionOf)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(rpc.MaxMessageSize), grpc.MaxCallSendMsgSize(rpc.MaxMessageSize)),
-	}
+	return append(rpc.DialOptions(creds), grpc.WithContextDialer(c.Netem.Dialer(region, c.regionOf)))
 }
 
 func (c *Cluster) startNode(region string, idx int, join string) (*Node, error) {
@@ -212,7 +208,7 @@ func (c *Cluster) startNode(region string, idx int, join string) (*Node, error) 
 		eng.Close()
 		return nil, err
 	}
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(rpc.MaxMessageSize), grpc.MaxSendMsgSize(rpc.MaxMessageSize)}
+	opts := rpc.ServerOptions()
 	if c.cfg.ServerTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(c.cfg.ServerTLS)))
 	}
