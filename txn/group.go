@@ -221,7 +221,7 @@ func (g *Group) after() {
 	case lead && !g.leading:
 		g.leading = true
 		// Prepared transactions keep their locks under the new leader.
-		for _, id := range g.preparedIDs() {
+		for _, id := range sortedIDs(g.prepared) {
 			g.relock(g.prepared[id])
 		}
 	case !lead && g.leading:
@@ -266,7 +266,7 @@ func (g *Group) loseLeadership() {
 		}
 		delete(g.coords, id)
 	}
-	for _, id := range g.txnIDs() {
+	for _, id := range sortedIDs(g.txns) {
 		for _, req := range g.txns[id].reqs {
 			g.respond(Response{ID: req, Err: err, Hint: g.r.LeaderHint()})
 		}
@@ -1230,7 +1230,7 @@ func (g *Group) tickLeader() {
 		}
 	}
 	// Abandoned transactions.
-	for _, id := range g.txnIDs() {
+	for _, id := range sortedIDs(g.txns) {
 		t := g.txns[id]
 		idle := now.Sub(t.lastActive)
 		switch {
@@ -1241,7 +1241,7 @@ func (g *Group) tickLeader() {
 		}
 	}
 	// Coordinators: resend prepares, give up after the commit timeout.
-	for _, id := range g.coordIDs() {
+	for _, id := range sortedIDs(g.coords) {
 		c := g.coords[id]
 		if c.phase != cpVoting {
 			continue
@@ -1255,7 +1255,7 @@ func (g *Group) tickLeader() {
 		}
 	}
 	// Prepared participants ask the coordinator for the outcome.
-	for _, id := range g.preparedIDs() {
+	for _, id := range sortedIDs(g.prepared) {
 		p := g.prepared[id]
 		if p.resolving || now.Sub(p.since) < g.cfg.QueryAfter || now.Sub(p.lastQuery) < g.cfg.RetryInterval {
 			continue
@@ -1266,27 +1266,11 @@ func (g *Group) tickLeader() {
 	g.retryWaiters()
 }
 
-func (g *Group) txnIDs() []TxnID {
-	ids := make([]TxnID, 0, len(g.txns))
-	for id := range g.txns {
-		ids = append(ids, id)
-	}
-	sortIDs(ids)
-	return ids
-}
-
-func (g *Group) coordIDs() []TxnID {
-	ids := make([]TxnID, 0, len(g.coords))
-	for id := range g.coords {
-		ids = append(ids, id)
-	}
-	sortIDs(ids)
-	return ids
-}
-
-func (g *Group) preparedIDs() []TxnID {
-	ids := make([]TxnID, 0, len(g.prepared))
-	for id := range g.prepared {
+// sortedIDs returns m's keys in ID order, so that iteration over a map
+// stays deterministic.
+func sortedIDs[V any](m map[TxnID]V) []TxnID {
+	ids := make([]TxnID, 0, len(m))
+	for id := range m {
 		ids = append(ids, id)
 	}
 	sortIDs(ids)

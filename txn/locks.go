@@ -1,6 +1,10 @@
 package txn
 
-import "bytes"
+import (
+	"bytes"
+	"cmp"
+	"slices"
+)
 
 // lockTable holds a group leader's locks: shared locks on keys and key
 // spans (taken by reads), exclusive locks on keys (taken at commit and
@@ -83,11 +87,12 @@ func (lt *lockTable) blockers(id TxnID, req lockReq) []TxnID {
 }
 
 func sortIDs(ids []TxnID) {
-	for i := 1; i < len(ids); i++ {
-		for j := i; j > 0 && (ids[j].Hi < ids[j-1].Hi || ids[j].Hi == ids[j-1].Hi && ids[j].Lo < ids[j-1].Lo); j-- {
-			ids[j], ids[j-1] = ids[j-1], ids[j]
+	slices.SortFunc(ids, func(a, b TxnID) int {
+		if c := cmp.Compare(a.Hi, b.Hi); c != 0 {
+			return c
 		}
-	}
+		return cmp.Compare(a.Lo, b.Lo)
+	})
 }
 
 func (lt *lockTable) h(id TxnID) *held {
