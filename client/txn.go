@@ -2,13 +2,13 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"slices"
 	"time"
 
+	"github.com/meridiandb/meridian/internal/txnid"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 )
 
@@ -49,22 +49,6 @@ type CommitResult struct {
 	Attempts int
 }
 
-// newTxnID draws a transaction ID: the time now in its first 48 bits (a
-// coordinator refuses commits of IDs older than it keeps outcomes for),
-// 80 random bits after.
-func newTxnID() []byte {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b[6:]); err != nil {
-		panic(err)
-	}
-	ms := uint64(time.Now().UnixMilli())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	return b
-}
-
 // MaxCommitRetry bounds how long a commit whose outcome is in doubt is
 // retried (the coordinator answers a repeat from its outcome record, kept
 // two minutes by default); after it the commit fails with
@@ -91,7 +75,7 @@ func (c *Client) ReadWriteTransaction(ctx context.Context, fn func(ctx context.C
 	priority := int64(0)
 	backoff := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		t := &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: newTxnID(), Priority: priority},
+		t := &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: txnid.New(), Priority: priority},
 			reads: map[uint64]uint64{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
 		err := fn(ctx, t)
 		if err == nil {
@@ -218,7 +202,7 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 		// Nothing locked under the ID yet: draw it now, so that the age
 		// a coordinator checks counts from the commit, not from when fn
 		// started buffering.
-		t.meta.Id = newTxnID()
+		t.meta.Id = txnid.New()
 	}
 	// An ambiguous failure (the coordinator's leader went away) is
 	// retried: the coordinator group answers a repeated commit from its
@@ -463,7 +447,7 @@ func kvsFromPB(kvs []*meridianpb.KeyValue) []KeyValue {
 // Begin starts an interactive read-write transaction (the shell's): no
 // automatic retry; call Commit or Rollback.
 func (c *Client) Begin() *ReadWriteTransaction {
-	return &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: newTxnID()},
+	return &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: txnid.New()},
 		reads: map[uint64]uint64{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
 }
 

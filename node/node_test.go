@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meridiandb/meridian/internal/chronytest"
+	"github.com/meridiandb/meridian/internal/txnid"
 	"github.com/meridiandb/meridian/kv"
 	"github.com/meridiandb/meridian/paxos"
 	"github.com/meridiandb/meridian/tt"
@@ -118,7 +119,7 @@ func (c *testCluster) leader(group uint64) *Group {
 // commit runs a blind-write transaction, retrying at whichever replica
 // leads until it commits.
 func (c *testCluster) commit(ctx context.Context, coord uint64, parts ...txn.Participant) (Reply, error) {
-	meta := txn.Meta{ID: txn.NewTxnID()}
+	meta := txn.Meta{ID: newTxnID()}
 	for {
 		if g := c.leader(coord); g != nil {
 			rep, err := g.Do(ctx, txn.Request{Kind: txn.ReqCommit, Txn: meta, Participants: parts})
@@ -289,7 +290,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 					local := make([]time.Duration, 0, per)
 					for i := 0; i < per; i++ {
 						t0 := time.Now()
-						rep, err := leader.Do(ctx, txn.Request{Kind: txn.ReqCommit, Txn: txn.Meta{ID: txn.NewTxnID()},
+						rep, err := leader.Do(ctx, txn.Request{Kind: txn.ReqCommit, Txn: txn.Meta{ID: newTxnID()},
 							Participants: []txn.Participant{put(1, fmt.Sprintf("k%d-%d", p, i), value)}})
 						if err == nil {
 							err = rep.Err
@@ -369,4 +370,10 @@ func TestStrongReadFastPath(t *testing.T) {
 	if _, _, ok, _ := l.StrongRead(txn.ReadTask{Key: key}); ok {
 		t.Fatal("a drained leader served a fast strong read")
 	}
+}
+
+// newTxnID draws a fresh transaction ID as a client would.
+func newTxnID() txn.TxnID {
+	id, _ := txn.TxnIDFromBytes(txnid.New()) // 16 bytes: never an error
+	return id
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meridiandb/meridian/internal/txnid"
 	"github.com/meridiandb/meridian/kv"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/paxos"
@@ -211,12 +212,12 @@ func FuzzMutationsFromPB(f *testing.F) {
 }
 
 func FuzzMetaFromPB(f *testing.F) {
-	f.Add(txn.NewTxnID().Bytes(), int64(0), false)
-	f.Add(txn.NewTxnID().Bytes(), int64(time.Now().UnixNano()), false)
+	f.Add(txnid.New(), int64(0), false)
+	f.Add(txnid.New(), int64(time.Now().UnixNano()), false)
 	f.Add(make([]byte, 16), int64(1), false)
 	f.Add([]byte("short"), int64(1), false)
 	f.Add(make([]byte, 17), int64(1), false)
-	f.Add(txn.NewTxnID().Bytes(), int64(-1), false)
+	f.Add(txnid.New(), int64(-1), false)
 	f.Add([]byte(nil), int64(0), true)
 	f.Fuzz(func(t *testing.T, id []byte, priority int64, missing bool) {
 		var m *meridianpb.TxnMeta
@@ -254,7 +255,7 @@ func sameMsg(a, b txn.Msg) bool {
 }
 
 func FuzzTxnMsgFromPB(f *testing.F) {
-	meta := metaToPB(txn.Meta{ID: txn.NewTxnID(), Priority: 42})
+	meta := metaToPB(txn.Meta{ID: newTxnID(), Priority: 42})
 	for _, m := range []*meridianpb.TxnMsg{
 		{},
 		{Type: uint32(txn.MsgPrepare), From: 1, To: 2, Txn: meta, Writes: []*meridianpb.Mutation{{Key: []byte("a"), Value: []byte("v")}}, Read: true, Coordinator: 1, Epoch: 7},
@@ -430,4 +431,10 @@ func TestPlacementRoundTrip(t *testing.T) {
 	if _, err := PlacementFromPB(noID); err == nil {
 		t.Fatal("placement without a cluster ID accepted")
 	}
+}
+
+// newTxnID draws a fresh transaction ID as a client would.
+func newTxnID() txn.TxnID {
+	id, _ := txn.TxnIDFromBytes(txnid.New()) // 16 bytes: never an error
+	return id
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/meridiandb/meridian/internal/txnid"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/paxos"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
@@ -18,7 +19,7 @@ import (
 )
 
 func newMeta() *meridianpb.TxnMeta {
-	return &meridianpb.TxnMeta{Id: txn.NewTxnID().Bytes()}
+	return &meridianpb.TxnMeta{Id: txnid.New()}
 }
 
 func put(key, value string) *meridianpb.Mutation {

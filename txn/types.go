@@ -1,7 +1,6 @@
 package txn
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -20,18 +19,6 @@ import (
 // checked. Retries of a transaction after an abort keep its priority but
 // may keep or renew the ID.
 type TxnID struct{ Hi, Lo uint64 }
-
-// NewTxnID returns an ID drawn now (crypto/rand and the wall clock; only
-// clients call it).
-func NewTxnID() TxnID {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	ms := uint64(time.Now().UnixMilli())
-	hi := ms<<16 | uint64(binary.BigEndian.Uint16(b[:2]))
-	return TxnID{Hi: hi, Lo: binary.BigEndian.Uint64(b[8:])}
-}
 
 // Time is when the ID was drawn (0: unknown, or time bits past what a
 // Timestamp holds).
