@@ -146,69 +146,44 @@ func (p *Peers) backoff(d *time.Duration) bool {
 }
 
 func (p *Peers) runPaxos(pr *peer) {
-	wait := 10 * time.Millisecond
-	var buf []byte
-	for {
-		conn, err := p.conn(pr)
-		if err != nil {
-			if !p.backoff(&wait) {
-				return
-			}
-			continue
-		}
-		stream, err := meridianpb.NewInternalClient(conn).Paxos(context.Background(), grpc.UseCompressor(SnappyName))
-		if err != nil {
-			if !p.backoff(&wait) {
-				return
-			}
-			continue
-		}
-		wait = 10 * time.Millisecond
-		for {
-			var first paxos.Message
-			select {
-			case <-p.done:
-				_, _ = stream.CloseAndRecv()
-				return
-			case first = <-pr.paxos:
-			}
-			batch := &meridianpb.PaxosBatch{ClusterId: p.cluster()}
-			add := func(m paxos.Message) {
-				buf = paxos.AppendMessage(buf[:0], &m)
-				batch.Msgs = append(batch.Msgs, append([]byte(nil), buf...))
-			}
-			add(first)
-		drain:
-			for len(batch.Msgs) < maxBatchMsgs {
-				select {
-				case m := <-pr.paxos:
-					add(m)
-				default:
-					break drain
-				}
-			}
-			if err := stream.Send(batch); err != nil {
-				p.log.Debug("paxos stream to peer broke", "peer", pr.id, "err", err)
-				break
-			}
-		}
-		if !p.backoff(&wait) {
-			return
-		}
+	open := func(c *grpc.ClientConn) (grpc.ClientStreamingClient[meridianpb.PaxosBatch, meridianpb.Ack], error) {
+		return meridianpb.NewInternalClient(c).Paxos(context.Background(), grpc.UseCompressor(SnappyName))
 	}
+	runSender(p, pr, "paxos", pr.paxos, open, func(ms []paxos.Message) *meridianpb.PaxosBatch {
+		b := &meridianpb.PaxosBatch{ClusterId: p.cluster(), Msgs: make([][]byte, len(ms))}
+		for i := range ms {
+			b.Msgs[i] = paxos.AppendMessage(nil, &ms[i])
+		}
+		return b
+	})
 }
 
 func (p *Peers) runTxn(pr *peer) {
-	wait := 10 * time.Millisecond
-	for {
-		conn, err := p.conn(pr)
-		if err != nil {
-			if !p.backoff(&wait) {
-				return
-			}
-			continue
+	open := func(c *grpc.ClientConn) (grpc.ClientStreamingClient[meridianpb.TxnBatch, meridianpb.Ack], error) {
+		return meridianpb.NewInternalClient(c).Txn(context.Background(), grpc.UseCompressor(SnappyName))
+	}
+	runSender(p, pr, "txn", pr.txn, open, func(ms []txn.Msg) *meridianpb.TxnBatch {
+		b := &meridianpb.TxnBatch{FromNode: uint64(p.self), ClusterId: p.cluster(), Msgs: make([]*meridianpb.TxnMsg, len(ms))}
+		for i, m := range ms {
+			b.Msgs[i] = txnMsgToPB(m)
 		}
-		stream, err := meridianpb.NewInternalClient(conn).Txn(context.Background(), grpc.UseCompressor(SnappyName))
+		return b
+	})
+}
+
+// runSender keeps a client stream to pr open and sends what queues up on q,
+// up to maxBatchMsgs messages per batch, reconnecting with backoff after
+// errors, until the transport closes.
+func runSender[M, B any](p *Peers, pr *peer, kind string, q <-chan M,
+	open func(*grpc.ClientConn) (grpc.ClientStreamingClient[B, meridianpb.Ack], error), batch func([]M) *B) {
+	wait := 10 * time.Millisecond
+	var ms []M
+	for {
+		var stream grpc.ClientStreamingClient[B, meridianpb.Ack]
+		conn, err := p.conn(pr)
+		if err == nil {
+			stream, err = open(conn)
+		}
 		if err != nil {
 			if !p.backoff(&wait) {
 				return
@@ -217,25 +192,24 @@ func (p *Peers) runTxn(pr *peer) {
 		}
 		wait = 10 * time.Millisecond
 		for {
-			var first txn.Msg
 			select {
 			case <-p.done:
 				_, _ = stream.CloseAndRecv()
 				return
-			case first = <-pr.txn:
+			case m := <-q:
+				ms = append(ms[:0], m)
 			}
-			batch := &meridianpb.TxnBatch{Msgs: []*meridianpb.TxnMsg{txnMsgToPB(first)}, FromNode: uint64(p.self), ClusterId: p.cluster()}
 		drain:
-			for len(batch.Msgs) < maxBatchMsgs {
+			for len(ms) < maxBatchMsgs {
 				select {
-				case m := <-pr.txn:
-					batch.Msgs = append(batch.Msgs, txnMsgToPB(m))
+				case m := <-q:
+					ms = append(ms, m)
 				default:
 					break drain
 				}
 			}
-			if err := stream.Send(batch); err != nil {
-				p.log.Debug("txn stream to peer broke", "peer", pr.id, "err", err)
+			if err := stream.Send(batch(ms)); err != nil {
+				p.log.Debug(kind+" stream to peer broke", "peer", pr.id, "err", err)
 				break
 			}
 		}
