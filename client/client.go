@@ -133,11 +133,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if c.cfg.TLS != nil {
 		creds = credentials.NewTLS(c.cfg.TLS)
 	}
-	// Fixed flow-control windows, as the nodes use (see rpc.StreamWindow):
-	// no bandwidth-delay pings.
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds),
-		grpc.WithInitialWindowSize(4 << 20), grpc.WithInitialConnWindowSize(16 << 20),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))}, c.cfg.DialOptions...)
+	opts := append(meridianpb.DialOptions(creds), c.cfg.DialOptions...)
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, err

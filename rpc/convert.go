@@ -20,7 +20,7 @@ const (
 	MaxWrites       = 10000
 	MaxParticipants = 64
 	MaxScanLimit    = 10000
-	MaxMessageSize  = 64 << 20
+	MaxMessageSize  = meridianpb.MaxMessageSize
 )
 
 func metaFromPB(m *meridianpb.TxnMeta) (txn.Meta, error) {

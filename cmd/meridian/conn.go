@@ -74,7 +74,7 @@ func (f *connFlags) adminConn() (*grpc.ClientConn, meridianpb.AdminClient, error
 	if tc != nil {
 		creds = credentials.NewTLS(tc)
 	}
-	conn, err := grpc.NewClient(hosts[0], grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(hosts[0], meridianpb.DialOptions(creds)...)
 	if err != nil {
 		return nil, nil, err
 	}

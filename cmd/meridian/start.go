@@ -22,6 +22,7 @@ import (
 	"github.com/meridiandb/meridian/kv"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/rpc"
+	"github.com/meridiandb/meridian/rpc/meridianpb"
 	"github.com/meridiandb/meridian/tt"
 )
 
@@ -98,7 +99,7 @@ func openClock(ctx context.Context, ntp string, poll, epsilon, maxEps time.Durat
 }
 
 func dialInsecure(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, rpc.DialOptions(insecure.NewCredentials())...)
+	return grpc.NewClient(addr, meridianpb.DialOptions(insecure.NewCredentials())...)
 }
 
 func runStart(cmd *cobra.Command, f *startFlags) error {
@@ -119,7 +120,7 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 		}
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(stls)))
 		dial = func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, rpc.DialOptions(credentials.NewTLS(ctls))...)
+			return grpc.NewClient(addr, meridianpb.DialOptions(credentials.NewTLS(ctls))...)
 		}
 	}
 	if f.advertise == "" {

@@ -170,7 +170,7 @@ func (c *Cluster) DialOptions(region string) []grpc.DialOption {
 	if c.cfg.ClientTLS != nil {
 		creds = credentials.NewTLS(c.cfg.ClientTLS)
 	}
-	return append(rpc.DialOptions(creds), grpc.WithContextDialer(c.Netem.Dialer(region, c.regionOf)))
+	return append(meridianpb.DialOptions(creds), grpc.WithContextDialer(c.Netem.Dialer(region, c.regionOf)))
 }
 
 func (c *Cluster) startNode(region string, idx int, join string) (*Node, error) {
