@@ -3,10 +3,12 @@ package sim
 import (
 	"fmt"
 	"math/rand/v2"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/meridiandb/meridian/kv"
+	"github.com/meridiandb/meridian/paxos"
 	"github.com/meridiandb/meridian/tt"
 )
 
@@ -51,4 +53,49 @@ func (n *simNode) restart() error {
 	n.up = true
 	n.epoch++
 	return nil
+}
+
+// now is the node's clock reading, paxos.Unhealthy when it has none.
+func (n *simNode) now() tt.Interval {
+	iv, err := n.clock.Now()
+	if err != nil {
+		return paxos.Unhealthy
+	}
+	return iv
+}
+
+// ticker keeps one pending tick per replica and node epoch on the loop.
+type ticker struct {
+	next  tt.Timestamp // the tick already scheduled, 0 if none
+	epoch int          // the node epoch it was scheduled in
+}
+
+// schedule asks for fire once n's clock's earliest reaches wake (0: in
+// 100 ms), unless a tick no later is already pending in this epoch. The
+// tick is dropped if the node crashed in between.
+func (t *ticker) schedule(loop *Loop, n *simNode, wake tt.Timestamp, fire func()) {
+	at := loop.Now().Add(100 * time.Millisecond)
+	if wake != 0 {
+		if iv, err := n.clock.Now(); err == nil {
+			// True time is at most the interval's width past earliest.
+			at = wake.Add(iv.Width() + time.Microsecond)
+		}
+	}
+	if at <= loop.Now() {
+		at = loop.Now().Add(time.Microsecond)
+	}
+	if t.epoch == n.epoch && t.next > loop.Now() && t.next <= at {
+		return
+	}
+	t.next, t.epoch = at, n.epoch
+	ep := n.epoch
+	loop.At(at, func() {
+		if n.epoch != ep || !n.up {
+			return
+		}
+		if t.next == at {
+			t.next = 0
+		}
+		fire()
+	})
 }

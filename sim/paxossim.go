@@ -134,14 +134,12 @@ func ReplayCommand(kind string, seed uint64, faults []string, bug string) string
 }
 
 type prep struct {
-	node  *simNode
-	group uint64
-	id    paxos.ReplicaID
-	r     *paxos.Replica
-	store *pebblestore.Store
-	// nextTick is the earliest tick already scheduled for the current epoch.
-	nextTick tt.Timestamp
-	tickEp   int
+	node   *simNode
+	group  uint64
+	id     paxos.ReplicaID
+	r      *paxos.Replica
+	store  *pebblestore.Store
+	ticker ticker
 	// applied is this replica's applied history (truncated on crash to
 	// what survived).
 	applied []paxos.Applied
@@ -369,56 +367,17 @@ func (s *paxosSim) startReplica(p *prep, voters, learners []paxos.ReplicaID) err
 	p.applied = p.applied[:keep]
 	p.pending = map[uint64]*pop{}
 	p.leader = false
-	p.nextTick = 0
+	p.ticker.next = 0
 	s.tick(p)
 	return nil
-}
-
-func (s *paxosSim) now(n *simNode) tt.Interval {
-	iv, err := n.clock.Now()
-	if err != nil {
-		return paxos.Unhealthy
-	}
-	return iv
 }
 
 func (s *paxosSim) tick(p *prep) {
 	if !p.node.up {
 		return
 	}
-	p.r.Tick(s.now(p.node))
+	p.r.Tick(p.node.now())
 	s.process(p)
-}
-
-// schedule asks for a tick of p once its clock's earliest reaches wake.
-func (s *paxosSim) schedule(p *prep, wake tt.Timestamp) {
-	n := p.node
-	at := s.loop.Now().Add(100 * time.Millisecond)
-	if wake != 0 {
-		iv, err := n.clock.Now()
-		if err == nil {
-			// True time is at most ε ahead of earliest... roughly: wait for
-			// the width of the interval past wake.
-			at = wake.Add(iv.Width() + time.Microsecond)
-		}
-	}
-	if at <= s.loop.Now() {
-		at = s.loop.Now().Add(time.Microsecond)
-	}
-	if p.tickEp == n.epoch && p.nextTick > s.loop.Now() && p.nextTick <= at {
-		return
-	}
-	p.nextTick, p.tickEp = at, n.epoch
-	ep := n.epoch
-	s.loop.At(at, func() {
-		if n.epoch != ep || !n.up {
-			return
-		}
-		if p.nextTick == at {
-			p.nextTick = 0
-		}
-		s.tick(p)
-	})
 }
 
 // process drives a replica's Ready until it has none, exactly as the node
@@ -465,7 +424,7 @@ func (s *paxosSim) process(p *prep) {
 		p.r.Advance(rd)
 	}
 	if n.up {
-		s.schedule(p, p.r.NextWake())
+		p.ticker.schedule(s.loop, p.node, p.r.NextWake(), func() { s.tick(p) })
 		lead := p.r.IsLeader()
 		if lead && !p.leader {
 			s.res.LeaderChanges++
@@ -568,7 +527,7 @@ func (s *paxosSim) send(from *simNode, m paxos.Message) {
 				s.installSnapshot(p, m)
 				return
 			}
-			p.r.Step(s.now(to), m)
+			p.r.Step(to.now(), m)
 			s.process(p)
 		})
 	}
@@ -615,7 +574,7 @@ func (s *paxosSim) installSnapshot(p *prep, m paxos.Message) {
 		s.violation("snapshot commit: %v", err)
 		return
 	}
-	if p.r.RestoreSnapshot(s.now(n), st, m.From, m.Ballot) {
+	if p.r.RestoreSnapshot(n.now(), st, m.From, m.Ballot) {
 		// The replica's applied history jumps: record a marker (the entries
 		// were checked where they were applied).
 		p.applied = append(p.applied, paxos.Applied{Entry: paxos.Entry{Index: st.Index, Type: paxos.EntryNoop}, Skipped: true})
@@ -668,7 +627,7 @@ func (s *paxosSim) clientSend(c *pclient, op *pop, hops int) {
 }
 
 func (s *paxosSim) serve(p *prep, op *pop, hops int) {
-	now := s.now(p.node)
+	now := p.node.now()
 	c := op.client
 	redirect := func() {
 		hint := p.r.LeaderHint()

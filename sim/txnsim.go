@@ -132,14 +132,13 @@ type tnode struct {
 }
 
 type trep struct {
-	node    *tnode
-	group   uint64
-	id      paxos.ReplicaID
-	g       *txn.Group
-	store   *pebblestore.Store
-	nextTck tt.Timestamp
-	tickEp  int
-	led     bool
+	node   *tnode
+	group  uint64
+	id     paxos.ReplicaID
+	g      *txn.Group
+	store  *pebblestore.Store
+	ticker ticker
+	led    bool
 	// strong is the state single-group strong reads are served from
 	// without entering the group, published as the node runtime does
 	// (nil: such reads go through Handle).
@@ -339,7 +338,7 @@ func (s *txnSim) startNode(n *tnode) error {
 		if err != nil {
 			return err
 		}
-		rep.g, rep.nextTck, rep.led = g, 0, false
+		rep.g, rep.ticker.next, rep.led = g, 0, false
 		s.tick(rep)
 	}
 	return nil
@@ -354,53 +353,17 @@ func sortedKeys[V any](m map[uint64]V) []uint64 {
 	return ks
 }
 
-func (s *txnSim) now(n *tnode) tt.Interval {
-	iv, err := n.clock.Now()
-	if err != nil {
-		return paxos.Unhealthy
-	}
-	return iv
-}
-
 func (s *txnSim) tick(rep *trep) {
 	if !rep.node.up {
 		return
 	}
-	now := s.now(rep.node)
+	now := rep.node.now()
 	if now.Latest != 0 {
 		s.epsSum += now.Epsilon()
 		s.epsN++
 	}
 	rep.g.Tick(now)
 	s.process(rep)
-}
-
-func (s *txnSim) schedule(rep *trep) {
-	n := rep.node
-	wake := rep.g.NextWake()
-	at := s.loop.Now().Add(100 * time.Millisecond)
-	if wake != 0 {
-		if iv, err := n.clock.Now(); err == nil {
-			at = wake.Add(iv.Width() + time.Microsecond)
-		}
-	}
-	if at <= s.loop.Now() {
-		at = s.loop.Now().Add(time.Microsecond)
-	}
-	if rep.tickEp == n.epoch && rep.nextTck > s.loop.Now() && rep.nextTck <= at {
-		return
-	}
-	rep.nextTck, rep.tickEp = at, n.epoch
-	ep := n.epoch
-	s.loop.At(at, func() {
-		if n.epoch != ep || !n.up {
-			return
-		}
-		if rep.nextTck == at {
-			rep.nextTck = 0
-		}
-		s.tick(rep)
-	})
 }
 
 // process runs the txn.Ready contract, exactly as the node runtime does.
@@ -465,7 +428,7 @@ func (s *txnSim) process(rep *trep) {
 		if lead := rep.g.Replica().LeaderHint(); lead != 0 {
 			n.hint[rep.group] = lead
 		}
-		s.schedule(rep)
+		rep.ticker.schedule(s.loop, &rep.node.simNode, rep.g.NextWake(), func() { s.tick(rep) })
 	}
 }
 
@@ -483,7 +446,7 @@ func (s *txnSim) sendPaxos(from *tnode, m paxos.Message) {
 				s.installSnapshot(rep, m)
 				return
 			}
-			rep.g.Step(s.now(to), m)
+			rep.g.Step(to.now(), m)
 			s.process(rep)
 		})
 	}
@@ -516,7 +479,7 @@ func (s *txnSim) sendTxnMsg(from *tnode, m txn.Msg) {
 			}
 			// Whoever answers from a group leads it.
 			to.hint[m.From] = from.reps[m.From].leaderOr(to.hint[m.From])
-			rep.g.Receive(s.now(to), m)
+			rep.g.Receive(to.now(), m)
 			s.process(rep)
 		})
 	}
@@ -578,7 +541,7 @@ func (s *txnSim) installSnapshot(rep *trep, m paxos.Message) {
 		s.violation("snapshot restore: %v", err)
 		return
 	}
-	rep.g.Replica().RestoreSnapshot(s.now(n), st, m.From, m.Ballot)
+	rep.g.Replica().RestoreSnapshot(n.now(), st, m.From, m.Ballot)
 	s.process(rep)
 }
 
