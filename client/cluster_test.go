@@ -36,8 +36,7 @@ func testLogger() *slog.Logger {
 }
 
 func testDial(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(rpc.MaxMessageSize), grpc.MaxCallSendMsgSize(rpc.MaxMessageSize)))
+	return grpc.NewClient(addr, meridianpb.DialOptions(insecure.NewCredentials())...)
 }
 
 type testNode struct {
@@ -137,7 +136,7 @@ func (c *testCluster) startNode(dir, region string, join []string) (*testNode, e
 		_ = eng.Close()
 		return nil, err
 	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(rpc.MaxMessageSize), grpc.MaxSendMsgSize(rpc.MaxMessageSize))
+	gs := grpc.NewServer(rpc.ServerOptions()...)
 	srv.Register(gs)
 	go func() { _ = gs.Serve(lis) }()
 	srv.Start()

@@ -22,7 +22,7 @@ import (
 
 // This file is an in-process cluster of real nodes on loopback gRPC, the
 // way cmd/meridian/start.go assembles one: kv.Open, node.LoadOrCreateID,
-// NewServer, a grpc.Server with the message size limits, Register, Serve,
+// NewServer, a grpc.Server with ServerOptions, Register, Serve,
 // Start. (client/cluster_test.go carries a copy for the client's tests.)
 
 var testRegions = []string{"europe-west1", "us-east1", "us-west1"}
@@ -35,8 +35,7 @@ func testLogger() *slog.Logger {
 }
 
 func testDial(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)))
+	return grpc.NewClient(addr, meridianpb.DialOptions(insecure.NewCredentials())...)
 }
 
 type testNode struct {
@@ -108,7 +107,7 @@ func (c *testCluster) startNode(dir, region string, join []string) *testNode {
 		_ = eng.Close()
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
+	gs := grpc.NewServer(ServerOptions()...)
 	srv.Register(gs)
 	go func() { _ = gs.Serve(lis) }()
 	srv.Start()
