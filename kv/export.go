@@ -195,33 +195,14 @@ func (v view) exportSnapshot(start, end []byte, ts tt.Timestamp, chunkBytes int,
 	}
 	s := &scanner{it: it, ts: ts}
 	var key []byte
-	valid := it.First()
-	for valid {
-		vts, err := s.current()
+	if err := s.visit(true, func(vts tt.Timestamp, tomb bool, val []byte) (bool, error) {
+		k, err := unescapePrefix(key[:0], s.prefix)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if vts > ts {
-			valid = s.nextVisible()
-			continue
-		}
-		raw, err := it.ValueAndErr()
-		if err != nil {
-			return err
-		}
-		tomb, val, err := decodeValue(raw)
-		if err != nil {
-			return err
-		}
-		if key, err = unescapePrefix(key[:0], s.prefix); err != nil {
-			return err
-		}
-		if err := w.add(key, vts, tomb, val); err != nil {
-			return err
-		}
-		valid = it.Next()
-	}
-	if err := it.Error(); err != nil {
+		key = k
+		return true, w.add(key, vts, tomb, val)
+	}); err != nil {
 		return err
 	}
 	return w.flush(true)

@@ -220,8 +220,24 @@ func (s *scanner) current() (tt.Timestamp, error) {
 // next key (stepping over a few older versions, then seeking to the prefix
 // successor).
 func (s *scanner) forward(limit int, emit func(prefix, val []byte, vts tt.Timestamp) error) error {
-	it := s.it
 	n := 0
+	return s.visit(false, func(vts tt.Timestamp, tomb bool, val []byte) (bool, error) {
+		if tomb {
+			return true, nil
+		}
+		if err := emit(s.prefix, val, vts); err != nil {
+			return false, err
+		}
+		n++
+		return limit <= 0 || n < limit, nil
+	})
+}
+
+// visit calls fn, in ascending key order, with the versions at or below
+// s.ts: the newest of each key, or with all set every one of them (newest
+// first). s.prefix holds the version's key. fn returns false to stop.
+func (s *scanner) visit(all bool, fn func(vts tt.Timestamp, tomb bool, val []byte) (bool, error)) error {
+	it := s.it
 	valid := it.First()
 	for valid {
 		vts, err := s.current()
@@ -240,15 +256,14 @@ func (s *scanner) forward(limit int, emit func(prefix, val []byte, vts tt.Timest
 		if err != nil {
 			return err
 		}
-		if !tomb {
-			if err := emit(s.prefix, val, vts); err != nil {
-				return err
-			}
-			if n++; limit > 0 && n >= limit {
-				return nil
-			}
+		if more, err := fn(vts, tomb, val); !more || err != nil {
+			return err
 		}
-		valid = s.nextKey()
+		if all {
+			valid = it.Next()
+		} else {
+			valid = s.nextKey()
+		}
 	}
 	return it.Error()
 }
