@@ -195,12 +195,7 @@ func systemReport(c *tt.System) clockReport {
 
 func printClock(w io.Writer, format string, r clockReport) error {
 	if format == "json" {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
+		return json.NewEncoder(w).Encode(r)
 	}
 	fmt.Fprintf(w, "source:    %s\n", r.Source)
 	if r.Healthy {

@@ -73,12 +73,7 @@ func runInit(cmd *cobra.Command, f *initFlags) error {
 
 func printPlacement(w io.Writer, format string, p *meridianpb.Placement) error {
 	if format == "json" {
-		b, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
+		return json.NewEncoder(w).Encode(p)
 	}
 	addr := map[uint64]string{}
 	region := map[uint64]string{}

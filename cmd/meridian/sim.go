@@ -179,12 +179,7 @@ func replayCommand(cmd *cobra.Command, kind string, seed uint64) string {
 
 func printSimReport(w io.Writer, format string, r simReport) error {
 	if format == "json" {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
+		return json.NewEncoder(w).Encode(r)
 	}
 	fmt.Fprintf(w, "seeds:          %d\n", r.Seeds)
 	fmt.Fprintf(w, "violations:     %d\n", len(r.Violations))

@@ -201,11 +201,9 @@ func runSimTxn(cmd *cobra.Command, f *simTxnFlags) error {
 		return err
 	}
 	if f.output == "json" {
-		b, err := json.Marshal(rep)
-		if err != nil {
+		if err := json.NewEncoder(out).Encode(rep); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "%s\n", b)
 	} else {
 		fmt.Fprintf(out, "seeds:                 %d (%s placement, %.0f virtual s per wall s)\n", rep.Seeds, rep.Placement, rep.Speedup)
 		fmt.Fprintf(out, "violations:            %d\n", len(rep.Violations))
@@ -232,12 +230,7 @@ func ratio(a, b float64) float64 {
 
 func printSweep(w io.Writer, format string, rows []simTxnReport) error {
 	if format == "json" {
-		b, err := json.Marshal(rows)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
+		return json.NewEncoder(w).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ε(ms)\tcommit p50(ms)\tbound(ms)\tratio\texposed wait(ms)\texposed %\tlocal commit p50(ms)\tviolations\t")

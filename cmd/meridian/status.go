@@ -40,12 +40,7 @@ func newNodeCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if f.output == "json" {
-				b, err := json.Marshal(st)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "%s\n", b)
-				return nil
+				return json.NewEncoder(out).Encode(st)
 			}
 			fmt.Fprintf(out, "node %d  region %s  %s  initialized=%v draining=%v\n", st.Node.Id, st.Node.Region, st.Node.Addr, st.Initialized, st.Draining)
 			if st.Clock.Healthy {
