@@ -105,20 +105,28 @@ type simViolation struct {
 	Replay  string `json:"replay"`
 }
 
+// seedRange is the seeds --seed and --seeds select: --seeds of them from
+// --seed (default 1), or --seed alone when --seeds is not given.
+func seedRange(cmd *cobra.Command, seed int64, seeds int) (first uint64, n int, err error) {
+	if seeds <= 0 {
+		return 0, 0, errors.New("--seeds must be positive")
+	}
+	if seed < 0 {
+		return 1, seeds, nil
+	}
+	if !cmd.Flags().Changed("seeds") {
+		seeds = 1
+	}
+	return uint64(seed), seeds, nil
+}
+
 func runSimPaxos(cmd *cobra.Command, f *simPaxosFlags) error {
 	if err := outputFormat(f.output, "table", "json"); err != nil {
 		return err
 	}
-	if f.seeds <= 0 {
-		return errors.New("--seeds must be positive")
-	}
-	first := uint64(1)
-	n := f.seeds
-	if f.seed >= 0 {
-		first = uint64(f.seed)
-		if !cmd.Flags().Changed("seeds") {
-			n = 1
-		}
+	first, n, err := seedRange(cmd, f.seed, f.seeds)
+	if err != nil {
+		return err
 	}
 	faults := splitList(f.faults)
 	out := cmd.OutOrStdout()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -109,15 +108,9 @@ func runSimTxn(cmd *cobra.Command, f *simTxnFlags) error {
 	if err := outputFormat(f.output, "table", "json"); err != nil {
 		return err
 	}
-	if f.seeds <= 0 {
-		return errors.New("--seeds must be positive")
-	}
-	first, n := uint64(1), f.seeds
-	if f.seed >= 0 {
-		first = uint64(f.seed)
-		if !cmd.Flags().Changed("seeds") {
-			n = 1
-		}
+	first, n, err := seedRange(cmd, f.seed, f.seeds)
+	if err != nil {
+		return err
 	}
 	out := cmd.OutOrStdout()
 	faults := splitList(f.faults)
