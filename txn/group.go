@@ -166,14 +166,11 @@ func (g *Group) Restore(records [][2][]byte) error {
 			if err != nil {
 				return fmt.Errorf("txn: group %d: outcome record %x: %w", g.id, name, err)
 			}
-			ref := chunkRef{index: c.index}
-			for i, id := range c.ids {
-				o := c.outs[i]
-				g.outcomes[id] = o
-				g.outcomeQ = append(g.outcomeQ, queuedOutcome{id: id, ts: o.ts})
-				ref.maxTS = max(ref.maxTS, o.ts)
+			for _, o := range c.outs {
+				g.outcomes[o.id] = o.outcome
+				g.outcomeQ = append(g.outcomeQ, queuedOutcome{id: o.id, ts: o.ts})
 			}
-			g.chunks = append(g.chunks, ref)
+			g.chunks = append(g.chunks, chunkRef{index: c.index, maxTS: c.maxTS()})
 		}
 	}
 	slices.SortFunc(g.outcomeQ, func(a, b queuedOutcome) int { return cmp.Compare(a.ts, b.ts) })
@@ -1017,24 +1014,19 @@ func (g *Group) tooOld(id TxnID) bool {
 func (g *Group) putOutcome(id TxnID, o outcome) {
 	g.outcomes[id] = o
 	g.outcomeQ = append(g.outcomeQ, queuedOutcome{id: id, ts: o.ts})
-	if len(g.chunk.ids) == 0 {
+	if len(g.chunk.outs) == 0 {
 		g.chunk.index = g.applying
 	}
-	g.chunk.ids = append(g.chunk.ids, id)
-	g.chunk.outs = append(g.chunk.outs, o)
+	g.chunk.outs = append(g.chunk.outs, chunkOutcome{id, o})
 }
 
 // flushOutcomes writes the outcomes recorded since the last Ready as one
 // chunk record.
 func (g *Group) flushOutcomes() {
-	if len(g.chunk.ids) == 0 {
+	if len(g.chunk.outs) == 0 {
 		return
 	}
-	ref := chunkRef{index: g.chunk.index}
-	for _, o := range g.chunk.outs {
-		ref.maxTS = max(ref.maxTS, o.ts)
-	}
-	g.chunks = append(g.chunks, ref)
+	g.chunks = append(g.chunks, chunkRef{index: g.chunk.index, maxTS: g.chunk.maxTS()})
 	g.out.Meta = append(g.out.Meta, MetaOp{Name: outcomeChunkName(g.chunk.index), Value: g.chunk.marshal()})
 	g.chunk = outcomeChunk{}
 }

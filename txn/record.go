@@ -245,18 +245,33 @@ const outcomeChunkPrefix = "txn/out/"
 // instead of one of each per transaction.
 type outcomeChunk struct {
 	index uint64 // the first entry's log index: the record's name
-	ids   []TxnID
-	outs  []outcome
+	outs  []chunkOutcome
+}
+
+type chunkOutcome struct {
+	id TxnID
+	outcome
 }
 
 func (c *outcomeChunk) marshal() []byte {
-	b := make([]byte, 0, len(c.ids)*26)
-	for i, id := range c.ids {
-		b = binary.BigEndian.AppendUint64(b, id.Hi)
-		b = binary.BigEndian.AppendUint64(b, id.Lo)
-		b = append(b, c.outs[i].marshal()...)
+	b := make([]byte, 0, len(c.outs)*26)
+	for _, o := range c.outs {
+		b = binary.BigEndian.AppendUint64(b, o.id.Hi)
+		b = binary.BigEndian.AppendUint64(b, o.id.Lo)
+		b = append(b, o.marshal()...)
 	}
 	return b
+}
+
+// maxTS is the newest outcome's timestamp.
+func (c *outcomeChunk) maxTS() tt.Timestamp {
+	var m tt.Timestamp
+	for i, o := range c.outs {
+		if i == 0 || o.ts > m {
+			m = o.ts
+		}
+	}
+	return m
 }
 
 // unmarshalOutcomeChunk parses a chunk record; name is its meta name.
@@ -274,11 +289,10 @@ func unmarshalOutcomeChunk(name, b []byte) (*outcomeChunk, error) {
 		if n <= 0 {
 			return nil, ErrCorruptRecord
 		}
-		c.ids = append(c.ids, id)
-		c.outs = append(c.outs, outcome{commit: b[16] == 1, ts: tt.Timestamp(v)})
+		c.outs = append(c.outs, chunkOutcome{id, outcome{commit: b[16] == 1, ts: tt.Timestamp(v)}})
 		b = b[17+n:]
 	}
-	if len(c.ids) == 0 {
+	if len(c.outs) == 0 {
 		return nil, ErrCorruptRecord
 	}
 	return c, nil

@@ -180,8 +180,7 @@ func TestOutcomeChunkCodec(t *testing.T) {
 		{commit: true, ts: tt.MaxTimestamp},
 		{commit: true, ts: math.MinInt64},
 	} {
-		c.ids = append(c.ids, TxnID{Hi: uint64(i) << 40, Lo: ^uint64(i)})
-		c.outs = append(c.outs, o)
+		c.outs = append(c.outs, chunkOutcome{TxnID{Hi: uint64(i) << 40, Lo: ^uint64(i)}, o})
 	}
 	name, b := outcomeChunkName(c.index), c.marshal()
 	got, err := unmarshalOutcomeChunk(name, b)
@@ -256,8 +255,8 @@ func FuzzUnmarshalRecord(f *testing.F) {
 }
 
 func FuzzUnmarshalOutcomeChunk(f *testing.F) {
-	one := &outcomeChunk{ids: []TxnID{{Hi: 1, Lo: 2}}, outs: []outcome{{commit: true, ts: hStart}}}
-	two := &outcomeChunk{ids: []TxnID{{Hi: 1}, {Lo: 9}}, outs: []outcome{{ts: -5}, {commit: true}}}
+	one := &outcomeChunk{outs: []chunkOutcome{{TxnID{Hi: 1, Lo: 2}, outcome{commit: true, ts: hStart}}}}
+	two := &outcomeChunk{outs: []chunkOutcome{{TxnID{Hi: 1}, outcome{ts: -5}}, {TxnID{Lo: 9}, outcome{commit: true}}}}
 	f.Add(one.marshal())
 	f.Add(two.marshal())
 	f.Add([]byte{})

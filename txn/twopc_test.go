@@ -493,9 +493,9 @@ func outcomeIn(meta map[string][]byte, id TxnID) (o outcome, found bool, err err
 		if err != nil {
 			return o, false, err
 		}
-		for i, cid := range c.ids {
-			if cid == id {
-				o, found = c.outs[i], true
+		for _, co := range c.outs {
+			if co.id == id {
+				o, found = co.outcome, true
 			}
 		}
 	}
