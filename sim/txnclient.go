@@ -226,10 +226,7 @@ func (s *txnSim) rwStep(t *ctxn) {
 		s.send(t, sh.id, txn.Request{Kind: txn.ReqRead, Txn: t.meta, Key: []byte(key), Epoch: t.epochs[sh.id]}, true, func(r txn.Response) {
 			s.rwFailed(t, r.Err)
 		}, func(kvs []kv.KeyValue, _ tt.Timestamp) {
-			obs := ReadObs{Key: key}
-			if len(kvs) > 0 {
-				obs.Found, obs.Value = true, string(kvs[0].Value)
-			}
+			obs := pointObs(key, kvs)
 			t.vals[key] = obs
 			t.rec.Reads = append(t.rec.Reads, obs)
 			t.next++
@@ -467,10 +464,7 @@ func (s *txnSim) runStrongSingles(c *tclient, keys []string) {
 	s.send(t, sh.id, txn.Request{Kind: txn.ReqSnapshotRead, Key: []byte(key), SingleGroup: true}, false,
 		func(txn.Response) { s.finishTxn(c, t, outcomeAborted) },
 		func(kvs []kv.KeyValue, ts tt.Timestamp) {
-			obs := ReadObs{Key: key}
-			if len(kvs) > 0 {
-				obs.Found, obs.Value = true, string(kvs[0].Value)
-			}
+			obs := pointObs(key, kvs)
 			t.rec.Reads = append(t.rec.Reads, obs)
 			t.rec.TS = ts
 			c.cur = nil
@@ -489,10 +483,7 @@ func (s *txnSim) runStale(c *tclient, key string) {
 	s.sendTo(t, sh.id, s.nearest(c, sh.id), txn.Request{Kind: txn.ReqStaleRead, Key: []byte(key), MaxStaleness: 5 * time.Second},
 		func(txn.Response) { s.finishTxn(c, t, outcomeAborted) },
 		func(kvs []kv.KeyValue, ts tt.Timestamp) {
-			obs := ReadObs{Key: key}
-			if len(kvs) > 0 {
-				obs.Found, obs.Value = true, string(kvs[0].Value)
-			}
+			obs := pointObs(key, kvs)
 			t.rec.Reads = append(t.rec.Reads, obs)
 			t.rec.TS = ts
 			s.finishTxn(c, t, outcomeCommitted)
@@ -721,4 +712,12 @@ func (s *txnSim) initBank(start func()) {
 		}
 		try()
 	}
+}
+
+// pointObs is what a point read of key that returned kvs observed.
+func pointObs(key string, kvs []kv.KeyValue) ReadObs {
+	if len(kvs) == 0 {
+		return ReadObs{Key: key}
+	}
+	return ReadObs{Key: key, Found: true, Value: string(kvs[0].Value)}
 }
