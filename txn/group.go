@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -253,12 +254,14 @@ func (g *Group) loseLeadership() {
 		w.fail(err)
 	}
 	g.waits = nil
-	for idx, p := range g.props {
-		p.failed(err)
+	// In index and ID order: what fails here leaves in Ready, and the
+	// group's output must not depend on map order.
+	for _, idx := range slices.Sorted(maps.Keys(g.props)) {
+		g.props[idx].failed(err)
 		delete(g.props, idx)
 	}
-	for id, c := range g.coords {
-		for _, req := range c.reqs {
+	for _, id := range sortedIDs(g.coords) {
+		for _, req := range g.coords[id].reqs {
 			g.respond(Response{ID: req, Err: err, Hint: g.r.LeaderHint()})
 		}
 		delete(g.coords, id)
