@@ -483,6 +483,20 @@ func (e *Engine) NewBatch() *Batch {
 	return &Batch{e: e, b: e.db.NewBatch()}
 }
 
+// SyncWAL waits until everything committed so far, synced or not, is
+// written to the WAL and the WAL is synced.
+func (e *Engine) SyncWAL() error {
+	if err := e.acquire(); err != nil {
+		return err
+	}
+	defer e.release()
+	pb := e.db.NewBatch()
+	if err := pb.LogData(nil, nil); err != nil {
+		return errors.Join(err, pb.Close())
+	}
+	return e.apply(pb, true)
+}
+
 // NewSnapshot returns a consistent, read-only view of the engine as of now.
 // Close it when done; Engine.Close closes snapshots left open. On a closed
 // or failed engine every method of the returned Snapshot fails.

@@ -1,8 +1,14 @@
 package sim
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -23,16 +29,37 @@ type simNode struct {
 	clock  *tt.Sim
 	up     bool
 	epoch  int
+	// holdWAL turns WAL syncs into no-ops while a crash is prepared.
+	holdWAL atomic.Bool
 }
 
-func openEngine(fs vfs.FS) (*kv.Engine, error) {
-	return kv.Open("data", kv.Options{FS: fs, CacheSize: 8 << 20})
+// engineDir is where a node's engine lives on its filesystem.
+const engineDir = "data"
+
+// openEngine opens the node's engine on its filesystem.
+func (n *simNode) openEngine() (*kv.Engine, error) {
+	return kv.Open(engineDir, kv.Options{FS: walFS{FS: n.fs, hold: &n.holdWAL}, CacheSize: 8 << 20})
 }
 
 // crash throws away everything the node did not sync: the filesystem is
-// replaced by a crash clone keeping a random share of unsynced writes.
+// replaced by a crash clone keeping a random prefix of the WAL's unsynced
+// writes (see crashClone).
+//
+// Pebble writes unsynced commits to the WAL from a goroutine of its own, so
+// how much of them had reached the filesystem at the crash depends on the
+// scheduler, and a seed would not replay. First every commit is pushed
+// into the WAL file by a synced write whose sync is withheld: the clone
+// then picks its share from the same unsynced bytes every time.
 func (n *simNode) crash(rng *rand.Rand) error {
-	clone := n.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))})
+	if n.eng != nil {
+		n.holdWAL.Store(true)
+		_ = n.eng.SyncWAL()
+		n.holdWAL.Store(false)
+	}
+	clone, err := crashClone(n.fs, rng)
+	if err != nil {
+		return err
+	}
 	if n.eng != nil {
 		_ = n.eng.Close()
 		n.eng = nil
@@ -45,7 +72,7 @@ func (n *simNode) crash(rng *rand.Rand) error {
 
 // restart reopens the engine on the crashed filesystem.
 func (n *simNode) restart() error {
-	eng, err := openEngine(n.fs)
+	eng, err := n.openEngine()
 	if err != nil {
 		return fmt.Errorf("node %d: reopen after crash: %w", n.id, err)
 	}
@@ -98,4 +125,138 @@ func (t *ticker) schedule(loop *Loop, n *simNode, wake tt.Timestamp, fire func()
 		}
 		fire()
 	})
+}
+
+// walFS is the node's filesystem with WAL syncs that do nothing while hold
+// is set (see simNode.crash). Other files sync as always: Pebble relies on
+// synced tables and manifest records.
+type walFS struct {
+	vfs.FS
+	hold *atomic.Bool
+}
+
+func (fs walFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return f, err
+	}
+	return walFile{File: f, hold: fs.hold}, nil
+}
+
+func (fs walFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	return fs.wrap(name, f, err)
+}
+
+func (fs walFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	return fs.wrap(newname, f, err)
+}
+
+func (fs walFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, c, opts...)
+	return fs.wrap(name, f, err)
+}
+
+type walFile struct {
+	vfs.File
+	hold *atomic.Bool
+}
+
+func (f walFile) Sync() error {
+	if f.hold.Load() {
+		return nil
+	}
+	return f.File.Sync()
+}
+
+func (f walFile) SyncData() error {
+	if f.hold.Load() {
+		return nil
+	}
+	return f.File.SyncData()
+}
+
+func (f walFile) SyncTo(length int64) (bool, error) {
+	if f.hold.Load() {
+		return true, nil
+	}
+	return f.File.SyncTo(length)
+}
+
+// crashClone returns fs as a crash leaves it: what was synced, and of the
+// newest WAL file's unsynced 4 KiB blocks a random number, in order.
+//
+// vfs.MemFS.CrashClone draws its random choices in map order, so the same
+// seed would keep different writes from run to run; here the randomness is
+// one draw from rng. Only the newest WAL can hold unsynced writes that
+// matter: Pebble syncs a WAL before it moves to the next one, and syncs
+// tables and manifest records before it relies on them.
+func crashClone(fs *vfs.MemFS, rng *rand.Rand) (*vfs.MemFS, error) {
+	synced := fs.CrashClone(vfs.CrashCloneCfg{})
+	all := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(0, 0))})
+	names, err := all.List(engineDir)
+	if err != nil {
+		return nil, err
+	}
+	wal := ""
+	for _, name := range names {
+		if strings.HasSuffix(name, ".log") && (wal == "" || name > wal) {
+			wal = name
+		}
+	}
+	if wal == "" {
+		return synced, nil
+	}
+	path := all.PathJoin(engineDir, wal)
+	written, err := readMemFile(all, path)
+	if err != nil {
+		return nil, err
+	}
+	kept, err := readMemFile(synced, path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	const block = 4096
+	var unsynced []int // offsets of the blocks that differ from the synced data
+	for off := 0; off < len(written); off += block {
+		w := written[off:min(off+block, len(written))]
+		if off+len(w) > len(kept) || !bytes.Equal(w, kept[off:off+len(w)]) {
+			unsynced = append(unsynced, off)
+		}
+	}
+	keep := rng.IntN(len(unsynced) + 1)
+	if keep == 0 {
+		return synced, nil
+	}
+	for _, off := range unsynced[:keep] {
+		w := written[off:min(off+block, len(written))]
+		if grow := off + len(w) - len(kept); grow > 0 {
+			kept = append(kept, make([]byte, grow)...)
+		}
+		copy(kept[off:], w)
+	}
+	f, err := synced.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(kept); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return nil, err
+	}
+	d, err := synced.OpenDir(engineDir)
+	if err != nil {
+		return nil, err
+	}
+	return synced, errors.Join(d.Sync(), d.Close())
+}
+
+func readMemFile(fs *vfs.MemFS, path string) ([]byte, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

@@ -310,7 +310,7 @@ func (s *paxosSim) setup() error {
 		drift := (s.rng.Float64()*2 - 1) * 0.5 * tt.DefaultDriftBound
 		n.clock = tt.NewSim(tt.SimConfig{Drift: drift, SyncInterval: 5 * time.Second, SampleErr: time.Millisecond,
 			Seed: s.rng.Uint64(), SyncDeadline: 20 * time.Second}, s.loop.Now)
-		eng, err := openEngine(n.fs)
+		eng, err := n.openEngine()
 		if err != nil {
 			return err
 		}

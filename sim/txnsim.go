@@ -247,7 +247,7 @@ func (s *txnSim) setup() error {
 			drift := (s.rng.Float64()*2 - 1) * 0.5 * tt.DefaultDriftBound
 			n.clock = tt.NewSim(tt.SimConfig{Drift: drift, SyncInterval: 5 * time.Second, SampleErr: s.opts.ClockError,
 				Seed: s.rng.Uint64(), SyncDeadline: 20 * time.Second, MaxEpsilon: 100*time.Millisecond + 4*s.opts.ClockError}, s.loop.Now)
-			eng, err := openEngine(n.fs)
+			eng, err := n.openEngine()
 			if err != nil {
 				return err
 			}
