@@ -251,3 +251,40 @@ func TestCrashDuringConcurrentWrites(t *testing.T) {
 		})
 	}
 }
+
+// SyncWAL makes unsynced commits durable.
+func TestSyncWAL(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	e, err := Open(testDir, Options{FS: mem, Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.NewBatch()
+	if err := b.Put([]byte("k"), 5, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	before := e.Stats()
+	if err := e.SyncWAL(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Stats().SyncedCommits - before.SyncedCommits; got != 1 {
+		t.Fatalf("SyncWAL made %d synced commits, want 1", got)
+	}
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{}) // keeps only what was synced
+	e.Close()
+	e2, err := Open(testDir, Options{FS: crashed, Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	if v, ts, err := e2.Get([]byte("k"), 10); err != nil || string(v) != "v" || ts != 5 {
+		t.Fatalf("after the crash: %q at %d, %v; want \"v\" at 5", v, ts, err)
+	}
+	e2.Close()
+	if err := e2.SyncWAL(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("SyncWAL on a closed engine: %v, want ErrClosed", err)
+	}
+}
