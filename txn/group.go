@@ -144,7 +144,8 @@ func NewGroup(id uint64, r *paxos.Replica, cfg Config, records [][2][]byte) (*Gr
 }
 
 // Restore replaces the replicated transaction state (prepared set and
-// outcomes) with records, after a restart or a snapshot install.
+// outcomes) with records, in name order as kv keeps them, after a restart
+// or a snapshot install.
 func (g *Group) Restore(records [][2][]byte) error {
 	g.prepared = map[TxnID]*prepared{}
 	g.outcomes = map[TxnID]outcome{}
@@ -175,7 +176,6 @@ func (g *Group) Restore(records [][2][]byte) error {
 		}
 	}
 	slices.SortFunc(g.outcomeQ, func(a, b queuedOutcome) int { return cmp.Compare(a.ts, b.ts) })
-	slices.SortFunc(g.chunks, func(a, b chunkRef) int { return cmp.Compare(a.index, b.index) })
 	if g.leading {
 		g.loseLeadership()
 	}
