@@ -182,15 +182,40 @@ func (b *Batch) Count() int {
 // nothing. An error wrapping ErrFailed means the outcome is unknown and the
 // engine is unusable.
 func (b *Batch) Commit(sync bool) error {
-	if err := b.usable(); err != nil {
+	wait, err := b.commit(sync, false)
+	if err != nil {
 		return err
+	}
+	return wait()
+}
+
+// CommitNoSyncWait is Commit(true) in two halves. It returns once the batch
+// is applied and visible to reads, before the WAL's fsync; wait blocks until
+// the batch is durable and reports what Commit would have. Until wait
+// returns nil a crash may lose the batch (never part of it), so nothing
+// that depends on its durability may leave before. When err is nil, wait
+// must be called exactly once: the engine cannot close while a wait is
+// pending.
+func (b *Batch) CommitNoSyncWait() (wait func() error, err error) {
+	return b.commit(true, true)
+}
+
+func (b *Batch) commit(sync, noWait bool) (wait func() error, err error) {
+	if err := b.usable(); err != nil {
+		return nil, err
 	}
 	e := b.e
 	if err := e.acquire(); err != nil {
 		b.Close()
-		return err
+		return nil, err
 	}
-	defer e.release()
+	release := func(err error) error {
+		e.release()
+		if err != nil {
+			return fmt.Errorf("kv: commit: %w", err)
+		}
+		return nil
+	}
 	if b.horizon > 0 {
 		// Raise the horizon in the same atomic write as the imported
 		// versions, serialized with GC and SetGCHorizon.
@@ -198,15 +223,20 @@ func (b *Batch) Commit(sync bool) error {
 		defer e.gcMu.Unlock()
 		if _, err := e.raiseHorizonLocked(b.b, b.horizon); err != nil {
 			b.Close()
-			return err
+			return nil, release(err)
 		}
 	}
 	pb := b.b
 	b.b = nil // apply consumes it
-	if err := e.apply(pb, sync); err != nil {
-		return fmt.Errorf("kv: commit: %w", err)
+	if !noWait {
+		err := e.apply(pb, sync)
+		return func() error { return nil }, release(err)
 	}
-	return nil
+	synced, err := e.applyNoSyncWait(pb)
+	if err != nil {
+		return nil, release(err)
+	}
+	return func() error { return release(synced()) }, nil
 }
 
 // Close discards the batch if it was not committed. It is safe to call more

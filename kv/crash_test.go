@@ -288,3 +288,51 @@ func TestSyncWAL(t *testing.T) {
 		t.Fatalf("SyncWAL on a closed engine: %v, want ErrClosed", err)
 	}
 }
+
+func TestCommitNoSyncWait(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	e, err := Open(testDir, Options{FS: mem, Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.Stats()
+	b := e.NewBatch()
+	if err := b.Put([]byte("k"), 5, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	wait, err := b.CommitNoSyncWait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Visible before the fsync is waited for.
+	if v, ts, err := e.Get([]byte("k"), 10); err != nil || string(v) != "v" || ts != 5 {
+		t.Fatalf("before wait: %q at %d, %v; want \"v\" at 5", v, ts, err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Stats().SyncedCommits - before.SyncedCommits; got != 1 {
+		t.Fatalf("%d synced commits, want 1", got)
+	}
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{}) // keeps only what was synced
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2, err := Open(testDir, Options{FS: crashed, Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	if v, ts, err := e2.Get([]byte("k"), 10); err != nil || string(v) != "v" || ts != 5 {
+		t.Fatalf("after the crash: %q at %d, %v; want \"v\" at 5", v, ts, err)
+	}
+	// An empty batch waits for nothing; a closed engine refuses.
+	if wait, err := e2.NewBatch().CommitNoSyncWait(); err != nil || wait() != nil {
+		t.Fatalf("empty batch: %v", err)
+	}
+	b = e2.NewBatch()
+	e2.Close()
+	if _, err := b.CommitNoSyncWait(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("commit on a closed engine: %v, want ErrClosed", err)
+	}
+}

@@ -423,6 +423,42 @@ func (e *Engine) apply(pb *pebble.Batch, sync bool) (err error) {
 	return nil
 }
 
+// applyNoSyncWait is apply with sync in two halves: it returns once pb is
+// in the memtable and visible; wait returns once the WAL has synced it and
+// consumes pb. When the first half fails, pb is consumed and wait is nil.
+func (e *Engine) applyNoSyncWait(pb *pebble.Batch) (wait func() error, err error) {
+	if pb.Empty() {
+		return func() error { return nil }, pb.Close()
+	}
+	e.syncing.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			e.syncing.Add(-1)
+			wait, err = nil, e.fail(r)
+		}
+	}()
+	if err := e.db.ApplyNoSyncWait(pb, pebble.Sync); err != nil {
+		e.syncing.Add(-1)
+		return nil, err // pebble does not reuse a batch whose commit failed
+	}
+	e.commits.Add(1)
+	return func() (err error) {
+		defer e.syncing.Add(-1)
+		defer func() {
+			if r := recover(); r != nil {
+				err = e.fail(r)
+				return
+			}
+			err = errors.Join(err, pb.Close())
+		}()
+		if err := pb.SyncWait(); err != nil {
+			return err
+		}
+		e.syncedCommits.Add(1)
+		return nil
+	}, nil
+}
+
 // Stats returns commit counters.
 func (e *Engine) Stats() Stats {
 	return Stats{Commits: e.commits.Load(), SyncedCommits: e.syncedCommits.Load()}
