@@ -18,12 +18,22 @@ import (
 // entries or a new promise; a moved chosen index or applied entries alone
 // need not be: they are durable in the log and replay after a crash). One
 // batch rather than two saves a WAL write per Ready and keeps the log and
-// what was applied from it atomic. It returns whether it synced.
-func Persist(eng *kv.Engine, store *pebblestore.Store, group uint64, rd *txn.Ready) (synced bool, err error) {
+// what was applied from it atomic.
+//
+// Persist returns once the batch is applied and visible to reads. When the
+// batch must be synced, sync is non-nil and blocks until it is durable (see
+// kv.Batch.CommitNoSyncWait); the caller must call it exactly once, and
+// must hold back what depends on the Ready's durability until it returns
+// nil: the Paxos messages that SendBeforePersist does not let go early,
+// and Advance, which counts a leader's own acceptance of the entries. The
+// rest of the Ready (2PC messages, reads, responses) depends only on
+// chosen entries, durable on a majority counted after Advance, and on
+// volatile leader state, so it may leave before the sync.
+func Persist(eng *kv.Engine, store *pebblestore.Store, group uint64, rd *txn.Ready) (sync func() error, err error) {
 	paxosState := rd.HardState != nil || len(rd.Entries) > 0
 	applied := len(rd.Committed) > 0 || len(rd.Writes) > 0 || len(rd.Meta) > 0
 	if !paxosState && !applied {
-		return false, nil
+		return nil, nil
 	}
 	b := eng.NewBatch()
 	defer func() {
@@ -33,7 +43,7 @@ func Persist(eng *kv.Engine, store *pebblestore.Store, group uint64, rd *txn.Rea
 	}()
 	if paxosState {
 		if err := store.SaveReady(b, &rd.Ready); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 	for _, w := range rd.Writes {
@@ -43,7 +53,7 @@ func Persist(eng *kv.Engine, store *pebblestore.Store, group uint64, rd *txn.Rea
 			err = b.Put(w.Key, w.TS, w.Value)
 		}
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 	for _, m := range rd.Meta {
@@ -53,16 +63,18 @@ func Persist(eng *kv.Engine, store *pebblestore.Store, group uint64, rd *txn.Rea
 			err = b.SetMeta(group, m.Name, m.Value)
 		}
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 	if len(rd.Committed) > 0 {
 		if err := store.SaveApplyState(b, rd.ApplyState); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
-	sync := paxosState && rd.MustSync
-	return sync, b.Commit(sync)
+	if paxosState && rd.MustSync {
+		return b.CommitNoSyncWait()
+	}
+	return nil, b.Commit(false)
 }
 
 // Read performs a read task: a point read (one result or none) or a scan.
