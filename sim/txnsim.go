@@ -50,7 +50,7 @@ type TxnOptions struct {
 }
 
 // TxnFaults lists the bugs TxnOptions.Bug accepts.
-var TxnBugs = []string{"no-commit-wait", "stale-fast-read"}
+var TxnBugs = []string{"no-commit-wait", "stale-fast-read", "send-before-sync"}
 
 func (o *TxnOptions) fill() error {
 	if o.Preset == "" {
@@ -129,6 +129,9 @@ type tnode struct {
 	reps map[uint64]*trep // group → replica on this node
 	// hint caches who leads each group, as this node last heard.
 	hint map[uint64]paxos.ReplicaID
+	// crashMid, when set, crashes the node at its next synced Ready after
+	// the early outputs and before the sync, for that long.
+	crashMid time.Duration
 }
 
 type trep struct {
@@ -139,6 +142,12 @@ type trep struct {
 	store  *pebblestore.Store
 	ticker ticker
 	led    bool
+	// toldPromised and toldAccepted are the highest ballot this replica
+	// promised and the highest index it reported accepted (Promise and
+	// Accepted messages it sent): after any crash it must still know
+	// them, or Paxos counted votes that are gone.
+	toldPromised paxos.Ballot
+	toldAccepted uint64
 	// strong is the state single-group strong reads are served from
 	// without entering the group, published as the node runtime does
 	// (nil: such reads go through Handle).
@@ -322,6 +331,7 @@ func (s *txnSim) startNode(n *tnode) error {
 		if err != nil {
 			return fmt.Errorf("node %d group %d: %w", n.id, gid, err)
 		}
+		s.checkRemembers(n, rep, st)
 		r, err := paxos.New(paxos.Config{Group: gid, ID: rep.id, Voters: sh.voters, Learners: sh.learners,
 			LeaseDuration: s.opts.Lease, HeartbeatInterval: s.opts.Lease / 8, ElectionTimeout: s.opts.Lease / 4,
 			RetryInterval: 300 * time.Millisecond, Rand: rand.New(rand.NewPCG(s.rng.Uint64(), uint64(rep.id))),
@@ -374,12 +384,24 @@ func (s *txnSim) process(rep *trep) {
 	}
 	for rep.g.HasReady() && n.up {
 		rd := rep.g.Ready()
+		// A crash planned for this point strikes between the batch's
+		// commit and its sync: its WAL sync is withheld from the start, so
+		// what survives is what crashClone draws, not what Pebble's own
+		// goroutine happened to sync.
+		midCrash := n.crashMid > 0 && rd.MustSync && (rd.HardState != nil || len(rd.Entries) > 0)
+		early := func(m paxos.Message) bool {
+			return paxos.SendBeforePersist(m) || s.opts.Bug == "send-before-sync"
+		}
 		for _, m := range rd.Messages {
-			if paxos.SendBeforePersist(m) {
+			if early(m) {
 				s.sendPaxos(n, m)
 			}
 		}
-		if _, err := txnkv.Persist(n.eng, rep.store, rep.group, &rd); err != nil {
+		if midCrash {
+			n.holdWAL.Store(true)
+		}
+		sync, err := txnkv.Persist(n.eng, rep.store, rep.group, &rd)
+		if err != nil {
 			s.violation("node %d: persist: %v", n.id, err)
 		}
 		if sr, ok := rep.g.StrongReadState(); ok {
@@ -387,11 +409,7 @@ func (s *txnSim) process(rep *trep) {
 		} else if s.opts.Bug != "stale-fast-read" {
 			rep.strong = nil
 		}
-		for _, m := range rd.Messages {
-			if !paxos.SendBeforePersist(m) {
-				s.sendPaxos(n, m)
-			}
-		}
+		// What the runtime sends before the sync (see txnkv.Persist).
 		for _, m := range rd.Msgs {
 			s.sendTxnMsg(n, m)
 		}
@@ -401,6 +419,22 @@ func (s *txnSim) process(rep *trep) {
 		}
 		for _, r := range rd.Responses {
 			s.answer(rep, r)
+		}
+		if sync != nil {
+			if err := sync(); err != nil {
+				s.violation("node %d: sync: %v", n.id, err)
+			}
+		}
+		if midCrash {
+			n.holdWAL.Store(false)
+			s.tracef("crash node %d (%s) before a Ready of group %d is durable", n.id, s.m.Regions[n.region], rep.group)
+			s.crashNode(n, n.crashMid)
+			return
+		}
+		for _, m := range rd.Messages {
+			if !early(m) {
+				s.sendPaxos(n, m)
+			}
 		}
 		st := rep.g.Replica().Status().Applied
 		if len(rd.Committed) > 0 {
@@ -433,6 +467,14 @@ func (s *txnSim) process(rep *trep) {
 }
 
 func (s *txnSim) sendPaxos(from *tnode, m paxos.Message) {
+	if rep := from.reps[m.Group]; !m.Reject && (m.Type == paxos.MsgPromise || m.Type == paxos.MsgAccepted) {
+		if rep.toldPromised.Less(m.Ballot) {
+			rep.toldPromised = m.Ballot
+		}
+		if m.Type == paxos.MsgAccepted {
+			rep.toldAccepted = max(rep.toldAccepted, m.Index)
+		}
+	}
 	to := s.shards[m.Group-1].replicas[m.To]
 	for _, d := range s.net.Delays(from.id, to.id) {
 		ep := to.epoch
@@ -675,12 +717,26 @@ func (s *txnSim) injectFault() {
 	switch f {
 	case "crash":
 		n := s.nodes[s.rng.IntN(len(s.nodes))]
-		if !n.up {
+		if !n.up || n.crashMid > 0 {
+			return
+		}
+		if s.rng.IntN(2) == 0 {
+			// Crash between a Ready's commit and its sync, the window in
+			// which the runtime has sent what depends only on chosen
+			// entries; a node with nothing to sync crashes plainly 2 s later.
+			s.tracef("crash node %d (%s) at its next synced Ready, for %s", n.id, s.m.Regions[n.region], dur)
+			n.crashMid = dur
+			epoch := n.epoch
+			s.loop.After(int64(2*time.Second), func() {
+				if n.up && n.epoch == epoch && n.crashMid > 0 && s.loop.Now() < s.healAt {
+					s.tracef("crash node %d (%s) for %s", n.id, s.m.Regions[n.region], dur)
+					s.crashNode(n, dur)
+				}
+			})
 			return
 		}
 		s.tracef("crash node %d (%s) for %s", n.id, s.m.Regions[n.region], dur)
-		_ = n.crash(s.rng)
-		s.loop.After(int64(dur), func() { s.restartNode(n) })
+		s.crashNode(n, dur)
 	case "partition":
 		ids := make([]NodeID, 0, len(s.nodes))
 		for _, n := range s.nodes {
@@ -712,6 +768,30 @@ func (s *txnSim) injectFault() {
 	}
 }
 
+// checkRemembers reports a replica that restarted without a promise or an
+// acceptance it had sent: what Paxos counted must survive a crash.
+func (s *txnSim) checkRemembers(n *tnode, rep *trep, st pebblestore.State) {
+	if st.HardState.Promised.Less(rep.toldPromised) {
+		s.violation("node %d group %d restarted having promised %s, but had told a peer %s",
+			n.id, rep.group, st.HardState.Promised, rep.toldPromised)
+	}
+	known := max(st.Applied.Index, st.FirstIndex-1)
+	if k := len(st.Entries); k > 0 {
+		known = max(known, st.Entries[k-1].Index)
+	}
+	if known < rep.toldAccepted {
+		s.violation("node %d group %d restarted knowing entries through %d, but had told its leader it accepted through %d",
+			n.id, rep.group, known, rep.toldAccepted)
+	}
+}
+
+// crashNode crashes n and restarts it after dur.
+func (s *txnSim) crashNode(n *tnode, dur time.Duration) {
+	n.crashMid = 0
+	_ = n.crash(s.rng)
+	s.loop.After(int64(dur), func() { s.restartNode(n) })
+}
+
 func (s *txnSim) restartNode(n *tnode) {
 	if n.up {
 		return
@@ -734,6 +814,7 @@ func (s *txnSim) healAll() {
 	s.net.Heal()
 	s.net.SetFaults(0, 0, 0)
 	for _, n := range s.nodes {
+		n.crashMid = 0
 		n.clock.SetBias(0)
 		n.clock.SetLost(false)
 		if !n.up {
