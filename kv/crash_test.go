@@ -252,8 +252,10 @@ func TestCrashDuringConcurrentWrites(t *testing.T) {
 	}
 }
 
-// SyncWAL makes unsynced commits durable.
-func TestSyncWAL(t *testing.T) {
+// openCrashable opens an engine on a crashable in-memory filesystem with
+// one version of "k" in an open batch.
+func openCrashable(t *testing.T) (*vfs.MemFS, *Engine, *Batch) {
+	t.Helper()
 	mem := vfs.NewCrashableMem()
 	e, err := Open(testDir, Options{FS: mem, Logger: quietLogger{}})
 	if err != nil {
@@ -263,6 +265,36 @@ func TestSyncWAL(t *testing.T) {
 	if err := b.Put([]byte("k"), 5, []byte("v")); err != nil {
 		t.Fatal(err)
 	}
+	return mem, e, b
+}
+
+// checkK fails unless e holds "v" at 5 for "k".
+func checkK(t *testing.T, e *Engine, when string) {
+	t.Helper()
+	if v, ts, err := e.Get([]byte("k"), 10); err != nil || string(v) != "v" || ts != 5 {
+		t.Fatalf("%s: %q at %d, %v; want \"v\" at 5", when, v, ts, err)
+	}
+}
+
+// crashAndReopen closes e and reopens what a crash would have left of mem:
+// only what was synced.
+func crashAndReopen(t *testing.T, mem *vfs.MemFS, e *Engine) *Engine {
+	t.Helper()
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{})
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2, err := Open(testDir, Options{FS: crashed, Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e2.Close() })
+	return e2
+}
+
+// SyncWAL makes unsynced commits durable.
+func TestSyncWAL(t *testing.T) {
+	mem, e, b := openCrashable(t)
 	if err := b.Commit(false); err != nil {
 		t.Fatal(err)
 	}
@@ -273,16 +305,8 @@ func TestSyncWAL(t *testing.T) {
 	if got := e.Stats().SyncedCommits - before.SyncedCommits; got != 1 {
 		t.Fatalf("SyncWAL made %d synced commits, want 1", got)
 	}
-	crashed := mem.CrashClone(vfs.CrashCloneCfg{}) // keeps only what was synced
-	e.Close()
-	e2, err := Open(testDir, Options{FS: crashed, Logger: quietLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e2.Close()
-	if v, ts, err := e2.Get([]byte("k"), 10); err != nil || string(v) != "v" || ts != 5 {
-		t.Fatalf("after the crash: %q at %d, %v; want \"v\" at 5", v, ts, err)
-	}
+	e2 := crashAndReopen(t, mem, e)
+	checkK(t, e2, "after the crash")
 	e2.Close()
 	if err := e2.SyncWAL(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("SyncWAL on a closed engine: %v, want ErrClosed", err)
@@ -290,42 +314,21 @@ func TestSyncWAL(t *testing.T) {
 }
 
 func TestCommitNoSyncWait(t *testing.T) {
-	mem := vfs.NewCrashableMem()
-	e, err := Open(testDir, Options{FS: mem, Logger: quietLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mem, e, b := openCrashable(t)
 	before := e.Stats()
-	b := e.NewBatch()
-	if err := b.Put([]byte("k"), 5, []byte("v")); err != nil {
-		t.Fatal(err)
-	}
 	wait, err := b.CommitNoSyncWait()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Visible before the fsync is waited for.
-	if v, ts, err := e.Get([]byte("k"), 10); err != nil || string(v) != "v" || ts != 5 {
-		t.Fatalf("before wait: %q at %d, %v; want \"v\" at 5", v, ts, err)
-	}
+	checkK(t, e, "visible before the fsync is waited for")
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.Stats().SyncedCommits - before.SyncedCommits; got != 1 {
 		t.Fatalf("%d synced commits, want 1", got)
 	}
-	crashed := mem.CrashClone(vfs.CrashCloneCfg{}) // keeps only what was synced
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
-	e2, err := Open(testDir, Options{FS: crashed, Logger: quietLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e2.Close()
-	if v, ts, err := e2.Get([]byte("k"), 10); err != nil || string(v) != "v" || ts != 5 {
-		t.Fatalf("after the crash: %q at %d, %v; want \"v\" at 5", v, ts, err)
-	}
+	e2 := crashAndReopen(t, mem, e)
+	checkK(t, e2, "after the crash")
 	// An empty batch waits for nothing; a closed engine refuses.
 	if wait, err := e2.NewBatch().CommitNoSyncWait(); err != nil || wait() != nil {
 		t.Fatalf("empty batch: %v", err)
