@@ -29,6 +29,12 @@
 //		}
 //	}
 //
+// A driver may pipeline persistence instead: write the Ready without waiting
+// for its sync, send what SendBeforePersist allows, call AdvanceUnsynced
+// (which returns a SyncToken) and go on stepping and taking Readies; once
+// the write is durable, send the Ready's other messages and call Synced with
+// the token, in order. Only Synced counts a leader's own acceptance.
+//
 // # Protocol
 //
 // Phase 1 (MsgPrepare/MsgPromise) runs once per leadership over every slot

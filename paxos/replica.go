@@ -117,20 +117,21 @@ type Replica struct {
 	lead *leadership
 
 	// Outputs.
-	msgs      []Message
-	localMsgs []Message // responses to ourselves, delivered after persistence
-	unstable  []Entry
-	prevHS    HardState
-	snapReqs  []SnapshotRequest
-	lease     *Lease
-	pendApply []Applied
-	applyNext ApplyState   // apply state after pendApply
-	readyLast uint64       // leader: log.last covered by the outstanding Ready
-	waitTS    tt.Timestamp // commit wait: apply blocked until TT.after(waitTS)
-	waitIdx   uint64       // the entry held for commit wait, and since when
-	waitFrom  tt.Timestamp
-	now       tt.Interval
-	healthy   bool
+	msgs        []Message
+	localMsgs   []Message // responses to ourselves, delivered after persistence
+	unstable    []Entry
+	prevHS      HardState
+	snapReqs    []SnapshotRequest
+	lease       *Lease
+	pendApply   []Applied
+	applyNext   ApplyState   // apply state after pendApply
+	readyLast   uint64       // leader: log.last covered by the outstanding Ready
+	readyBallot Ballot       // leader: the ballot it was taken under (zero: not leading)
+	waitTS      tt.Timestamp // commit wait: apply blocked until TT.after(waitTS)
+	waitIdx     uint64       // the entry held for commit wait, and since when
+	waitFrom    tt.Timestamp
+	now         tt.Interval
+	healthy     bool
 }
 
 // New returns a replica restored from the persisted state in cfg.
@@ -1180,8 +1181,9 @@ func (r *Replica) Ready() Ready {
 	rd.Committed = r.pendApply
 	rd.ApplyState = r.applyNext
 	rd.Wake = r.wake()
+	r.readyLast, r.readyBallot = 0, Ballot{}
 	if r.role == roleLeader {
-		r.readyLast = r.log.last
+		r.readyLast, r.readyBallot = r.log.last, r.lead.ballot
 	}
 	return rd
 }
@@ -1277,7 +1279,26 @@ func (r *Replica) wake() tt.Timestamp {
 
 // Advance acknowledges that rd was handled: its state persisted, its
 // messages sent, its committed entries applied.
-func (r *Replica) Advance(rd Ready) {
+func (r *Replica) Advance(rd Ready) { r.Synced(r.AdvanceUnsynced(rd)) }
+
+// SyncToken is what AdvanceUnsynced leaves for Synced: the part of a
+// Ready's acknowledgement that needs the Ready durable.
+type SyncToken struct {
+	ballot Ballot // the leadership the Ready was taken under (zero: none)
+	last   uint64 // the leader's last log index then
+	local  []Message
+}
+
+// AdvanceUnsynced acknowledges rd as written (readable from storage) but
+// not yet durable, so that persistence can be pipelined: the driver may
+// step the replica and take and write further Readies while rd's sync is
+// in flight. It does everything Advance does except what needs rd durable:
+// a leader counting its own acceptance of rd's entries, and delivering the
+// messages it sent itself. Those happen in Synced(tok), which the driver
+// calls once rd is durable, with the tokens in the order AdvanceUnsynced
+// returned them. Until then the driver must hold back the Messages that
+// SendBeforePersist does not let go early.
+func (r *Replica) AdvanceUnsynced(rd Ready) SyncToken {
 	if rd.HardState != nil {
 		r.prevHS = *rd.HardState
 	}
@@ -1300,14 +1321,20 @@ func (r *Replica) Advance(rd Ready) {
 			r.pendApply = nil
 		}
 	}
-	if r.role == roleLeader && r.readyLast > r.lead.selfMatch {
-		// Our own entries up to readyLast are persisted at our ballot.
-		r.lead.selfMatch = r.readyLast
+	tok := SyncToken{ballot: r.readyBallot, last: r.readyLast, local: r.localMsgs}
+	r.localMsgs = nil
+	return tok
+}
+
+// Synced tells the replica that the Ready tok came from, and every Ready
+// before it, is durable.
+func (r *Replica) Synced(tok SyncToken) {
+	if r.role == roleLeader && !tok.ballot.IsZero() && tok.ballot == r.lead.ballot && tok.last > r.lead.selfMatch {
+		// Our own entries up to tok.last are persisted at our ballot.
+		r.lead.selfMatch = tok.last
 		r.advanceChosen()
 	}
-	local := r.localMsgs
-	r.localMsgs = nil
-	for _, m := range local {
+	for _, m := range tok.local {
 		r.Step(r.now, m)
 	}
 }

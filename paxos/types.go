@@ -256,7 +256,9 @@ type Applied struct {
 // Committed (persisting ApplyState atomically with their effects), send
 // Snapshots, then call Advance. The one exception: messages for which
 // SendBeforePersist is true may leave before the persist, so a leader's
-// disk write overlaps its followers'.
+// disk write overlaps its followers'. (Or AdvanceUnsynced after a write
+// whose sync is in flight, then, once it is durable, the other messages
+// and Synced: see the package documentation.)
 type Ready struct {
 	HardState *HardState
 	// MustSync is false when the only change to persist is the chosen
