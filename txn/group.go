@@ -1298,9 +1298,27 @@ func (g *Group) Ready() Ready {
 	return rd
 }
 
-// Advance acknowledges rd.
+// Advance acknowledges rd, persisted and durable.
 func (g *Group) Advance(rd Ready) {
 	g.r.Advance(rd.Ready)
+	g.after()
+}
+
+// AdvanceUnsynced acknowledges rd as written but not yet durable, for a
+// runtime that pipelines persistence; Synced(tok) follows once it is
+// durable (see paxos.Replica.AdvanceUnsynced). Until then the runtime holds
+// back the Paxos messages that SendBeforePersist does not let go early;
+// rd's other outputs depend only on chosen entries and volatile state.
+func (g *Group) AdvanceUnsynced(rd Ready) paxos.SyncToken {
+	tok := g.r.AdvanceUnsynced(rd.Ready)
+	g.after()
+	return tok
+}
+
+// Synced tells the group that the Ready tok came from, and every Ready
+// before it, is durable.
+func (g *Group) Synced(tok paxos.SyncToken) {
+	g.r.Synced(tok)
 	g.after()
 }
 
