@@ -115,6 +115,15 @@ type Group struct {
 	stop    chan struct{}
 	done    chan struct{}
 
+	// Pipelined persistence: Readies written but not yet durable wait, in
+	// order, in syncQ for the syncer goroutine, which waits for each sync,
+	// sends the Ready's held-back Paxos messages and reports to the loop
+	// on synced; pending counts the jobs the loop has not heard back of.
+	syncQ      chan syncJob
+	synced     chan syncDone
+	syncerDone chan struct{}
+	pending    int
+
 	nextID  uint64
 	waiting map[uint64]waiter
 
@@ -182,6 +191,10 @@ func newGroup(n *Node, cfg GroupConfig) (*Group, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		waiting: map[uint64]waiter{},
+
+		syncQ:      make(chan syncJob, maxPendingSyncs),
+		synced:     make(chan syncDone, maxPendingSyncs),
+		syncerDone: make(chan struct{}),
 	}
 	// A new group's preferred replica campaigns at once rather than after
 	// an election timeout: no one holds a lease yet.
@@ -284,7 +297,14 @@ func (g *Group) now() tt.Interval {
 }
 
 func (g *Group) run() {
-	defer close(g.done)
+	go g.syncer()
+	defer func() {
+		// Every written Ready's sync is still waited for (the engine
+		// cannot close before), but nothing more is sent or applied.
+		close(g.syncQ)
+		<-g.syncerDone
+		close(g.done)
+	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	if g.campaignAtStart {
@@ -310,12 +330,24 @@ func (g *Group) run() {
 			g.handle(r)
 		case fn := <-g.calls:
 			fn()
+		case d := <-g.synced:
+			if err := g.onSynced(d); err != nil {
+				g.log.Error("group stopped: storage failed", "err", err)
+				g.stopped.Store(true)
+				g.failAll(err)
+				return
+			}
 		}
 		// Drain whatever else is ready so one Ready (one fsync) covers it.
-		if len(g.paxosIn)+len(g.txnIn)+len(g.reqs)+len(g.calls) == 0 {
+		if len(g.paxosIn)+len(g.txnIn)+len(g.reqs)+len(g.calls)+len(g.synced) == 0 {
 			runtime.Gosched()
 		}
-		g.drain()
+		if err := g.drain(); err != nil {
+			g.log.Error("group stopped: storage failed", "err", err)
+			g.stopped.Store(true)
+			g.failAll(err)
+			return
+		}
 		if err := g.handleReady(); err != nil {
 			g.log.Error("group stopped: storage failed", "err", err)
 			g.stopped.Store(true)
@@ -326,7 +358,7 @@ func (g *Group) run() {
 	}
 }
 
-func (g *Group) drain() {
+func (g *Group) drain() error {
 	for i := 0; i < 4096; i++ {
 		select {
 		case m := <-g.paxosIn:
@@ -337,10 +369,69 @@ func (g *Group) drain() {
 			g.handle(r)
 		case fn := <-g.calls:
 			fn()
+		case d := <-g.synced:
+			if err := g.onSynced(d); err != nil {
+				return err
+			}
 		default:
-			return
+			return nil
 		}
 	}
+	return nil
+}
+
+// maxPendingSyncs bounds the Readies written but not yet durable.
+const maxPendingSyncs = 64
+
+// syncJob is a Ready written to Pebble whose durability is awaited.
+type syncJob struct {
+	sync    func() error // nil: it had nothing to sync (it follows one that had)
+	late    []paxos.Message
+	tok     paxos.SyncToken
+	entries int
+}
+
+type syncDone struct {
+	tok paxos.SyncToken
+	err error
+}
+
+// syncer waits for each written Ready's sync in order, then sends its
+// held-back Paxos messages (promises, acceptances) and hands its token
+// back to the loop. After a failed sync nothing more leaves; every later
+// sync is still waited for, so the engine can close.
+func (g *Group) syncer() {
+	defer close(g.syncerDone)
+	var failed error
+	for job := range g.syncQ {
+		if job.sync != nil {
+			if err := job.sync(); err != nil && failed == nil {
+				failed = err
+			} else if err == nil {
+				g.syncs.Add(1)
+				if m := g.node.met; m != nil {
+					m.Fsyncs.Inc()
+					m.PaxosBatch.Observe(float64(job.entries))
+				}
+			}
+		}
+		if failed != nil {
+			g.synced <- syncDone{err: failed}
+			continue
+		}
+		g.node.sendPaxos(g, job.late)
+		g.synced <- syncDone{tok: job.tok}
+	}
+}
+
+// onSynced hands a durable Ready's token to the replica.
+func (g *Group) onSynced(d syncDone) error {
+	g.pending--
+	if d.err != nil {
+		return d.err
+	}
+	g.t.Synced(d.tok)
+	return nil
 }
 
 // waiter is a request in the group, waiting for its reply.
@@ -470,17 +561,24 @@ func (g *Group) handleReady() error {
 		for _, resp := range rd.Responses {
 			g.reply(resp.ID, Reply{Response: resp})
 		}
-		if sync != nil {
-			if err := sync(); err != nil {
-				return err
+		if sync == nil && g.pending == 0 {
+			// Nothing to wait for, nothing in flight before it.
+			g.node.sendPaxos(g, late)
+			g.t.Advance(rd)
+		} else {
+			// The loop goes on while the sync is in flight: more input
+			// joins the next Ready and the next fsync.
+			for g.pending >= maxPendingSyncs {
+				if err := g.onSynced(<-g.synced); err != nil {
+					if sync != nil {
+						_ = sync()
+					}
+					return err
+				}
 			}
-			g.syncs.Add(1)
-			if m := g.node.met; m != nil {
-				m.Fsyncs.Inc()
-				m.PaxosBatch.Observe(float64(len(rd.Entries)))
-			}
+			g.pending++
+			g.syncQ <- syncJob{sync: sync, late: late, tok: g.t.AdvanceUnsynced(rd), entries: len(rd.Entries)}
 		}
-		g.node.sendPaxos(g, late)
 		st := g.t.Replica().Status().Applied
 		if len(rd.Committed) > 0 {
 			st = rd.ApplyState
@@ -491,7 +589,6 @@ func (g *Group) handleReady() error {
 		if rd.Lease != nil {
 			g.log.Debug("lease", "ballot", rd.Lease.Ballot, "end", rd.Lease.End, "holding", rd.Lease.Holding)
 		}
-		g.t.Advance(rd)
 		if err := g.maybeCompact(st); err != nil {
 			return err
 		}
