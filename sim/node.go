@@ -29,8 +29,34 @@ type simNode struct {
 	clock  *tt.Sim
 	up     bool
 	epoch  int
-	// holdWAL turns WAL syncs into no-ops while a crash is prepared.
+	// holdWAL turns WAL syncs into no-ops: while a crash is prepared, and
+	// always on a node that pipelines persistence (explicitSync), whose
+	// WAL is durable only at its durable calls.
 	holdWAL atomic.Bool
+	// explicitSync: Pebble's own WAL syncs are withheld, and the simulator
+	// decides in virtual time when what was written becomes durable
+	// (durable). Otherwise Pebble's goroutine would sync pipelined writes
+	// at moments of the real scheduler's choosing, and a crash would keep
+	// more or less of them from run to run.
+	explicitSync bool
+}
+
+// withholdSyncs makes the node's WAL durable only at durable calls, from
+// now on and after restarts.
+func (n *simNode) withholdSyncs() {
+	n.explicitSync = true
+	n.holdWAL.Store(true)
+}
+
+// durable makes everything the node's engine committed so far durable,
+// as a synced commit does (a no-op unless withholdSyncs).
+func (n *simNode) durable() error {
+	if !n.explicitSync || n.eng == nil {
+		return nil
+	}
+	n.holdWAL.Store(false)
+	defer n.holdWAL.Store(true)
+	return n.eng.SyncWAL()
 }
 
 // engineDir is where a node's engine lives on its filesystem.
@@ -54,7 +80,7 @@ func (n *simNode) crash(rng *rand.Rand) error {
 	if n.eng != nil {
 		n.holdWAL.Store(true)
 		_ = n.eng.SyncWAL()
-		n.holdWAL.Store(false)
+		n.holdWAL.Store(n.explicitSync)
 	}
 	clone, err := crashClone(n.fs, rng)
 	if err != nil {

@@ -132,6 +132,8 @@ type tnode struct {
 	// crashMid, when set, crashes the node at its next synced Ready after
 	// the early outputs and before the sync, for that long.
 	crashMid time.Duration
+	// lastSync is when the node's latest scheduled WAL sync completes.
+	lastSync tt.Timestamp
 }
 
 type trep struct {
@@ -148,6 +150,8 @@ type trep struct {
 	// them, or Paxos counted votes that are gone.
 	toldPromised paxos.Ballot
 	toldAccepted uint64
+	// pending counts Readies written whose sync has not completed.
+	pending int
 	// strong is the state single-group strong reads are served from
 	// without entering the group, published as the node runtime does
 	// (nil: such reads go through Handle).
@@ -252,6 +256,7 @@ func (s *txnSim) setup() error {
 		for i := 0; i < s.opts.NodesPerRegion; i++ {
 			n := &tnode{simNode: simNode{id: NodeID(len(s.nodes) + 1), region: r, fs: vfs.NewCrashableMem(), up: true},
 				reps: map[uint64]*trep{}, hint: map[uint64]paxos.ReplicaID{}}
+			n.withholdSyncs()
 			s.net.Place(n.id, r)
 			drift := (s.rng.Float64()*2 - 1) * 0.5 * tt.DefaultDriftBound
 			n.clock = tt.NewSim(tt.SimConfig{Drift: drift, SyncInterval: 5 * time.Second, SampleErr: s.opts.ClockError,
@@ -348,7 +353,7 @@ func (s *txnSim) startNode(n *tnode) error {
 		if err != nil {
 			return err
 		}
-		rep.g, rep.ticker.next, rep.led = g, 0, false
+		rep.g, rep.ticker.next, rep.led, rep.pending = g, 0, false, 0
 		s.tick(rep)
 	}
 	return nil
@@ -376,7 +381,9 @@ func (s *txnSim) tick(rep *trep) {
 	s.process(rep)
 }
 
-// process runs the txn.Ready contract, exactly as the node runtime does.
+// process runs the txn.Ready contract exactly as the node runtime does,
+// persistence pipelined: a Ready's sync completes later in virtual time
+// (syncLater), and the replica goes on meanwhile.
 func (s *txnSim) process(rep *trep) {
 	n := rep.node
 	if _, ok := rep.g.StrongReadState(); !ok && s.opts.Bug != "stale-fast-read" {
@@ -384,23 +391,27 @@ func (s *txnSim) process(rep *trep) {
 	}
 	for rep.g.HasReady() && n.up {
 		rd := rep.g.Ready()
-		// A crash planned for this point strikes between the batch's
-		// commit and its sync: its WAL sync is withheld from the start, so
-		// what survives is what crashClone draws, not what Pebble's own
-		// goroutine happened to sync.
-		midCrash := n.crashMid > 0 && rd.MustSync && (rd.HardState != nil || len(rd.Entries) > 0)
+		// A crash planned for this point strikes after the Ready's early
+		// outputs, before its sync, or while an earlier Ready's sync is
+		// in flight.
+		midCrash := n.crashMid > 0 && (rep.pending > 0 || rd.MustSync && (rd.HardState != nil || len(rd.Entries) > 0))
 		early := func(m paxos.Message) bool {
 			return paxos.SendBeforePersist(m) || s.opts.Bug == "send-before-sync"
 		}
+		var late []paxos.Message
 		for _, m := range rd.Messages {
 			if early(m) {
 				s.sendPaxos(n, m)
+			} else {
+				late = append(late, m)
 			}
 		}
-		if midCrash {
-			n.holdWAL.Store(true)
-		}
 		sync, err := txnkv.Persist(n.eng, rep.store, rep.group, &rd)
+		if err == nil && sync != nil {
+			// Pebble's sync is withheld (withholdSyncs): this returns at
+			// once, and the batch is durable only at syncLater's event.
+			err = sync()
+		}
 		if err != nil {
 			s.violation("node %d: persist: %v", n.id, err)
 		}
@@ -420,21 +431,18 @@ func (s *txnSim) process(rep *trep) {
 		for _, r := range rd.Responses {
 			s.answer(rep, r)
 		}
-		if sync != nil {
-			if err := sync(); err != nil {
-				s.violation("node %d: sync: %v", n.id, err)
-			}
-		}
 		if midCrash {
-			n.holdWAL.Store(false)
 			s.tracef("crash node %d (%s) before a Ready of group %d is durable", n.id, s.m.Regions[n.region], rep.group)
 			s.crashNode(n, n.crashMid)
 			return
 		}
-		for _, m := range rd.Messages {
-			if !early(m) {
+		if sync == nil && rep.pending == 0 {
+			for _, m := range late {
 				s.sendPaxos(n, m)
 			}
+			rep.g.Advance(rd)
+		} else {
+			s.syncLater(rep, sync != nil, late, rep.g.AdvanceUnsynced(rd))
 		}
 		st := rep.g.Replica().Status().Applied
 		if len(rd.Committed) > 0 {
@@ -443,11 +451,10 @@ func (s *txnSim) process(rep *trep) {
 		for _, sr := range rd.Snapshots {
 			s.sendSnapshot(rep, sr.To, st)
 		}
-		rep.g.Advance(rd)
 		if st.Index > rep.g.Replica().FirstIndex()+256 {
 			before := st.Index - 128
 			b := n.eng.NewBatch()
-			if err := rep.store.Truncate(b, before); err == nil && b.Commit(true) == nil {
+			if err := rep.store.Truncate(b, before); err == nil && b.Commit(true) == nil && n.durable() == nil {
 				_ = rep.g.Replica().Compact(before - 1)
 			}
 		}
@@ -464,6 +471,36 @@ func (s *txnSim) process(rep *trep) {
 		}
 		rep.ticker.schedule(s.loop, &rep.node.simNode, rep.g.NextWake(), func() { s.tick(rep) })
 	}
+}
+
+// syncLater completes a written Ready's sync after a simulated fsync, in
+// order with the node's other syncs: then (unless the node crashed first)
+// what it wrote is durable, its held-back Paxos messages leave, and the
+// replica hears Synced. A sync makes everything written before it durable,
+// as one WAL does.
+func (s *txnSim) syncLater(rep *trep, needSync bool, late []paxos.Message, tok paxos.SyncToken) {
+	n := rep.node
+	rep.pending++
+	at := max(s.loop.Now().Add(time.Duration(100+s.rng.IntN(1900))*time.Microsecond), n.lastSync)
+	n.lastSync = at
+	epoch := n.epoch
+	s.loop.At(at, func() {
+		if !n.up || n.epoch != epoch {
+			return
+		}
+		if needSync {
+			if err := n.durable(); err != nil {
+				s.violation("node %d: sync: %v", n.id, err)
+				return
+			}
+		}
+		for _, m := range late {
+			s.sendPaxos(n, m)
+		}
+		rep.pending--
+		rep.g.Synced(tok)
+		s.process(rep)
+	})
 }
 
 func (s *txnSim) sendPaxos(from *tnode, m paxos.Message) {
@@ -573,6 +610,10 @@ func (s *txnSim) installSnapshot(rep *trep, m paxos.Message) {
 	}
 	if err := b.Commit(true); err != nil {
 		s.violation("snapshot commit: %v", err)
+		return
+	}
+	if err := n.durable(); err != nil {
+		s.violation("snapshot sync: %v", err)
 		return
 	}
 	recs, err := txnkv.Records(n.eng, rep.group)
