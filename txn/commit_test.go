@@ -310,3 +310,49 @@ func TestCommitOfTooOldTransaction(t *testing.T) {
 		t.Fatalf("commit of an ID without a time: %v", a.err)
 	}
 }
+
+// Commits handled before one Ready share one Paxos entry and its
+// timestamp, and each applies as if alone.
+func TestCommitsShareAnEntry(t *testing.T) {
+	c := newCluster(t, hOpts{})
+	l := c.leader(1)
+	before := l.g.Replica().Status().LastIndex
+	ids := c.sendTogether(1, nil,
+		commitReq(newMeta(1), part(1, false, "a/x=1")),
+		commitReq(newMeta(2), part(1, false, "a/y=2")),
+		commitReq(newMeta(3), part(1, false, "a/z=3")))
+	var ts tt.Timestamp
+	for i, id := range ids {
+		a := c.wait(id, time.Second)
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		if i > 0 && a.resp.TS != ts {
+			t.Fatalf("commit %d at %s, the first at %s: one entry, one timestamp", i, c.rel(a.resp.TS), c.rel(ts))
+		}
+		ts = a.resp.TS
+	}
+	if got := l.g.Replica().Status().LastIndex - before; got != 1 {
+		t.Fatalf("three commits took %d entries, want 1", got)
+	}
+	c.advance(300 * time.Millisecond)
+	for _, r := range c.group(1).reps {
+		for k, v := range map[string]string{"a/x": "1", "a/y": "2", "a/z": "3"} {
+			if got := r.value(k, ts); got != v {
+				t.Errorf("%s: %s at %s = %q, want %q", r, k, c.rel(ts), got, v)
+			}
+		}
+	}
+	// A conflicting pair cannot share an entry: the second waits for the
+	// first's lock and commits above it.
+	ids = c.sendTogether(1, nil,
+		commitReq(newMeta(4), part(1, false, "a/x=4")),
+		commitReq(newMeta(5), part(1, false, "a/x=5")))
+	first, second := c.wait(ids[0], time.Second), c.wait(ids[1], time.Second)
+	if first.err != nil || second.err != nil {
+		t.Fatalf("conflicting commits: %v, %v", first.err, second.err)
+	}
+	if first.resp.TS == second.resp.TS {
+		t.Fatalf("two writes of a/x committed at one timestamp %s", c.rel(first.resp.TS))
+	}
+}

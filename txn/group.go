@@ -52,12 +52,28 @@ type waiter struct {
 	fail     func(error)
 }
 
-// prop is a proposal the leader waits to see applied.
+// prop is a record the leader proposed and waits to see applied.
 type prop struct {
-	ts      tt.Timestamp
-	applied func(a paxos.Applied)
-	failed  func(err error)
+	data       []byte // the marshaled record
+	minTS      tt.Timestamp
+	commitWait bool
+	applied    func(a paxos.Applied)
+	failed     func(err error)
 }
+
+// entryProps are the proposals one entry carries, in record order, and the
+// timestamp the entry was proposed at.
+type entryProps struct {
+	ts    tt.Timestamp
+	props []*prop
+}
+
+// Proposals made while handling one batch of inputs share entries (see
+// flushProposals), up to these limits per entry.
+const (
+	maxBatchRecords = 256
+	maxBatchBytes   = 256 << 10
+)
 
 // prepared is a participant's prepared transaction, from its applied
 // prepare record (every replica keeps these: they bound t_safe_tm).
@@ -113,7 +129,8 @@ type Group struct {
 	txns     map[TxnID]*txnState
 	waits    []*waiter
 	coords   map[TxnID]*coord
-	props    map[uint64]*prop
+	pending  []*prop                // proposed since the last Ready
+	props    map[uint64]*entryProps // by log index
 	prepared map[TxnID]*prepared
 	outcomes map[TxnID]outcome
 	outcomeQ []queuedOutcome // outcomes in the order recorded, for expiry
@@ -136,7 +153,7 @@ type Group struct {
 func NewGroup(id uint64, r *paxos.Replica, cfg Config, records [][2][]byte) (*Group, error) {
 	cfg.fill()
 	g := &Group{cfg: cfg, id: id, r: r, locks: newLockTable(), txns: map[TxnID]*txnState{},
-		coords: map[TxnID]*coord{}, props: map[uint64]*prop{}}
+		coords: map[TxnID]*coord{}, props: map[uint64]*entryProps{}}
 	if err := g.Restore(records); err != nil {
 		return nil, err
 	}
@@ -257,7 +274,9 @@ func (g *Group) loseLeadership() {
 	// In index and ID order: what fails here leaves in Ready, and the
 	// group's output must not depend on map order.
 	for _, idx := range slices.Sorted(maps.Keys(g.props)) {
-		g.props[idx].failed(err)
+		for _, p := range g.props[idx].props {
+			p.failed(err)
+		}
 		delete(g.props, idx)
 	}
 	for _, id := range sortedIDs(g.coords) {
@@ -692,17 +711,56 @@ func (g *Group) commitSingle(req Request, t *txnState, writes []Mutation) {
 // propose logs rec through Paxos; applied runs when the entry is applied
 // (the record's effects already taken), failed when it never will be.
 func (g *Group) propose(rec record, minTS tt.Timestamp, commitWait bool, applied func(paxos.Applied), failed func(error)) {
-	idx, ts, err := g.r.Propose(g.now, rec.marshal(), minTS, commitWait)
+	g.pending = append(g.pending, &prop{data: rec.marshal(), minTS: minTS, commitWait: commitWait, applied: applied, failed: failed})
+}
+
+// flushProposals hands the records proposed since the last Ready to Paxos,
+// several to an entry: an entry's fixed costs (its log key, its place in
+// Accepts and acknowledgements, its apply bookkeeping) are then paid once
+// for many transactions. Records share their entry's timestamp, the
+// largest of their minimums; two records that could conflict never meet in
+// one entry, since both hold their locks until applied. Order is kept, and
+// an entry holds commit-wait records only or none, so a resolve or prepare
+// never waits out a commit's timestamp.
+func (g *Group) flushProposals() {
+	pend := g.pending
+	g.pending = nil
+	for len(pend) > 0 {
+		n, size := 1, len(pend[0].data)
+		for n < len(pend) && n < maxBatchRecords && pend[n].commitWait == pend[0].commitWait &&
+			size+len(pend[n].data) <= maxBatchBytes {
+			size += len(pend[n].data)
+			n++
+		}
+		g.proposeEntry(pend[:n])
+		pend = pend[n:]
+	}
+}
+
+func (g *Group) proposeEntry(ps []*prop) {
+	data := ps[0].data
+	minTS := ps[0].minTS
+	if len(ps) > 1 {
+		recs := make([][]byte, len(ps))
+		for i, p := range ps {
+			recs[i] = p.data
+			minTS = max(minTS, p.minTS)
+		}
+		data = marshalBatch(recs)
+	}
+	idx, ts, err := g.r.Propose(g.now, data, minTS, ps[0].commitWait)
 	if err != nil {
 		if errors.Is(err, paxos.ErrNotLeader) {
 			err = g.notLeader()
 		} else if errors.Is(err, paxos.ErrBusy) {
 			err = fmt.Errorf("%w: %v", ErrBusy, err)
 		}
-		failed(err)
+		for _, p := range ps {
+			p.failed(err)
+		}
 		return
 	}
-	g.props[idx] = &prop{ts: ts, applied: applied, failed: failed}
+	g.props[idx] = &entryProps{ts: ts, props: ps}
 }
 
 // finish forgets a transaction whose fate is sealed and releases its locks.
@@ -898,26 +956,45 @@ func (g *Group) onDecide(id TxnID, commit bool, ts tt.Timestamp) {
 
 func (g *Group) applyEntry(a paxos.Applied) {
 	g.applying = a.Index
-	pr := g.props[a.Index]
-	if pr != nil {
+	ep := g.props[a.Index]
+	if ep != nil {
 		delete(g.props, a.Index)
 	}
 	if a.Type != paxos.EntryNormal || a.Skipped {
-		if pr != nil {
-			pr.failed(aborted("the proposal was superseded (leader change)"))
-		}
+		ep.fail(aborted("the proposal was superseded (leader change)"))
 		return
 	}
-	rec, err := unmarshalRecord(a.Data)
+	recs, err := unmarshalRecords(a.Data)
 	if err != nil {
 		// A record we cannot read was written by a newer or broken
 		// version: stop rather than diverge.
 		panic(fmt.Sprintf("txn: group %d entry %d: %v", g.id, a.Index, err))
 	}
-	if pr != nil && pr.ts != a.TS {
-		pr.failed(aborted("the proposal was superseded (leader change)"))
-		pr = nil
+	if ep != nil && (ep.ts != a.TS || len(ep.props) != len(recs)) {
+		ep.fail(aborted("the proposal was superseded (leader change)"))
+		ep = nil
 	}
+	for i, rec := range recs {
+		g.applyRecord(a, rec)
+		if ep != nil {
+			ep.props[i].applied(a)
+		}
+	}
+	g.expireOutcomes(a.TS)
+}
+
+// fail fails every proposal of the entry (none when ep is nil).
+func (ep *entryProps) fail(err error) {
+	if ep == nil {
+		return
+	}
+	for _, p := range ep.props {
+		p.failed(err)
+	}
+}
+
+// applyRecord applies one record of entry a.
+func (g *Group) applyRecord(a paxos.Applied, rec record) {
 	switch rec.kind {
 	case recCommit:
 		g.applyWrites(rec.writes, a.TS)
@@ -991,10 +1068,6 @@ func (g *Group) applyEntry(a paxos.Applied) {
 			g.finish(rec.txn.ID)
 		}
 	}
-	if pr != nil {
-		pr.applied(a)
-	}
-	g.expireOutcomes(a.TS)
 }
 
 func (g *Group) applyWrites(ws []Mutation, ts tt.Timestamp) {
@@ -1277,12 +1350,13 @@ func sortedIDs[V any](m map[TxnID]V) []TxnID {
 
 // HasReady reports whether Ready would return anything.
 func (g *Group) HasReady() bool {
-	return g.r.HasReady() || len(g.out.Msgs) > 0 || len(g.out.Reads) > 0 || len(g.out.Responses) > 0 ||
+	return g.r.HasReady() || len(g.pending) > 0 || len(g.out.Msgs) > 0 || len(g.out.Reads) > 0 || len(g.out.Responses) > 0 ||
 		len(g.out.Writes) > 0 || len(g.out.Meta) > 0
 }
 
 // Ready returns the pending work; see the Ready type for the contract.
 func (g *Group) Ready() Ready {
+	g.flushProposals()
 	prd := g.r.Ready()
 	for _, a := range prd.Committed {
 		g.applyEntry(a)

@@ -588,34 +588,45 @@ func (c *hCluster) restart(r *hReplica) {
 // delivers everything that follows. It returns the request's ID.
 func (c *hCluster) send(gid uint64, rep *hReplica, req Request) uint64 {
 	c.t.Helper()
+	return c.sendTogether(gid, rep, req)[0]
+}
+
+// sendTogether hands every request to the replica before the group's next
+// Ready, as a runtime draining its queue does.
+func (c *hCluster) sendTogether(gid uint64, rep *hReplica, reqs ...Request) []uint64 {
+	c.t.Helper()
 	if rep == nil {
 		rep = c.leader(gid)
 		if rep == nil {
 			c.t.Fatalf("group %d has no serving leader", gid)
 		}
 	}
-	c.nextID++
-	req.ID = c.nextID
-	// Like a client: carry the lock epoch earlier reads were answered
-	// under, on later reads and on commit.
-	if req.Kind == ReqRead && req.Epoch == 0 {
-		req.Epoch = c.epochs[epochKey{req.Txn.ID, gid}]
-	}
-	if req.Kind == ReqCommit {
-		req.Participants = append([]Participant(nil), req.Participants...)
-		for i := range req.Participants {
-			p := &req.Participants[i]
-			if p.Read && p.Epoch == 0 {
-				p.Epoch = c.epochs[epochKey{req.Txn.ID, p.Group}]
+	var ids []uint64
+	for _, req := range reqs {
+		c.nextID++
+		req.ID = c.nextID
+		// Like a client: carry the lock epoch earlier reads were answered
+		// under, on later reads and on commit.
+		if req.Kind == ReqRead && req.Epoch == 0 {
+			req.Epoch = c.epochs[epochKey{req.Txn.ID, gid}]
+		}
+		if req.Kind == ReqCommit {
+			req.Participants = append([]Participant(nil), req.Participants...)
+			for i := range req.Participants {
+				p := &req.Participants[i]
+				if p.Read && p.Epoch == 0 {
+					p.Epoch = c.epochs[epochKey{req.Txn.ID, p.Group}]
+				}
 			}
 		}
+		iv := c.iv(rep)
+		c.reqs[req.ID] = reqInfo{req: req, rep: rep, at: c.now, iv: iv}
+		c.tracef("request %d kind %d to %s txn %x", req.ID, req.Kind, rep, req.Txn.ID.Lo)
+		rep.g.Handle(iv, req)
+		ids = append(ids, req.ID)
 	}
-	iv := c.iv(rep)
-	c.reqs[req.ID] = reqInfo{req: req, rep: rep, at: c.now, iv: iv}
-	c.tracef("request %d kind %d to %s txn %x", req.ID, req.Kind, rep, req.Txn.ID.Lo)
-	rep.g.Handle(iv, req)
 	c.stabilize()
-	return req.ID
+	return ids
 }
 
 func (c *hCluster) answer(id uint64) (answer, bool) {

@@ -9,7 +9,8 @@ import (
 )
 
 // Log records: what the transaction layer writes through Paxos. Each is one
-// paxos entry's Data, starting with its kind byte.
+// paxos entry's Data, starting with its format and kind bytes, or one of a
+// batch of records an entry carries (batchFormat).
 type recKind uint8
 
 const (
@@ -48,7 +49,55 @@ type record struct {
 // ErrCorruptRecord is returned for undecodable records.
 var ErrCorruptRecord = errors.New("txn: corrupt log record")
 
-const recFormat = 1
+const (
+	recFormat = 1
+	// batchFormat: several records proposed together in one entry (see
+	// Group.flushProposals), applied in order at the entry's timestamp:
+	// the format byte, a count, then each record length-prefixed.
+	batchFormat = 2
+)
+
+// marshalBatch encodes recs (already marshaled, at least two) as one entry.
+func marshalBatch(recs [][]byte) []byte {
+	b := binary.AppendUvarint([]byte{batchFormat}, uint64(len(recs)))
+	for _, r := range recs {
+		b = appendBytes(b, r)
+	}
+	return b
+}
+
+// unmarshalRecords decodes an entry's data: one record, or a batch of
+// them (never nested, never fewer than two).
+func unmarshalRecords(b []byte) ([]record, error) {
+	if len(b) == 0 || b[0] != batchFormat {
+		r, err := unmarshalRecord(b)
+		if err != nil {
+			return nil, err
+		}
+		return []record{r}, nil
+	}
+	rd := reader{b: b[1:]}
+	n := rd.uv()
+	if rd.err != nil || n < 2 || n > uint64(len(rd.b)) {
+		return nil, fmt.Errorf("%w: batch count", ErrCorruptRecord)
+	}
+	recs := make([]record, 0, n)
+	for i := uint64(0); i < n; i++ {
+		sub := rd.bytes()
+		if rd.err != nil {
+			return nil, fmt.Errorf("%w: batch", ErrCorruptRecord)
+		}
+		r, err := unmarshalRecord(sub)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	if len(rd.b) != 0 {
+		return nil, fmt.Errorf("%w: batch trailer", ErrCorruptRecord)
+	}
+	return recs, nil
+}
 
 func (r *record) marshal() []byte {
 	b := []byte{recFormat, byte(r.kind)}

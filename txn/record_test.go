@@ -122,6 +122,47 @@ func typicalRecord(k recKind) record {
 	}
 }
 
+func TestRecordBatchCodec(t *testing.T) {
+	var recs []record
+	var enc [][]byte
+	for _, k := range allKinds {
+		for _, r := range []record{fullRecord(k), typicalRecord(k), {kind: k}} {
+			recs = append(recs, r)
+			enc = append(enc, r.marshal())
+		}
+	}
+	got, err := unmarshalRecords(marshalBatch(enc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("%d records, want %d", len(got), len(recs))
+	}
+	for i := range recs {
+		if !sameRecord(got[i], recs[i]) {
+			t.Fatalf("record %d: got %+v, want %+v", i, got[i], recs[i])
+		}
+	}
+	// A lone record is its own entry, as before batches existed.
+	if one, err := unmarshalRecords(enc[0]); err != nil || len(one) != 1 || !sameRecord(one[0], recs[0]) {
+		t.Fatalf("a lone record: %+v, %v", one, err)
+	}
+	two := marshalBatch(enc[:2])
+	for name, b := range map[string][]byte{
+		"no records":    {batchFormat, 0},
+		"one record":    marshalBatch(enc[:1]),
+		"huge count":    {batchFormat, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"truncated":     two[:len(two)-1],
+		"trailing byte": append(append([]byte(nil), two...), 0),
+		"nested":        marshalBatch([][]byte{two, enc[0]}),
+		"bad record":    marshalBatch([][]byte{enc[0], {recFormat, 0}}),
+	} {
+		if _, err := unmarshalRecords(b); !errors.Is(err, ErrCorruptRecord) {
+			t.Errorf("%s: %v, want ErrCorruptRecord", name, err)
+		}
+	}
+}
+
 func TestRecordCorrupt(t *testing.T) {
 	full := fullRecord(recPrepare)
 	valid := full.marshal()
@@ -250,6 +291,40 @@ func FuzzUnmarshalRecord(f *testing.F) {
 		}
 		if !bytes.Equal(again.marshal(), enc) {
 			t.Fatal("encoding is not a fixed point")
+		}
+	})
+}
+
+func FuzzUnmarshalRecords(f *testing.F) {
+	a, b := typicalRecord(recCommit), fullRecord(recPrepare)
+	f.Add(marshalBatch([][]byte{a.marshal(), b.marshal()}))
+	f.Add(a.marshal())
+	f.Add([]byte{batchFormat, 2, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		recs, err := unmarshalRecords(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorruptRecord) {
+				t.Fatalf("error %v does not wrap ErrCorruptRecord", err)
+			}
+			return
+		}
+		if len(recs) == 0 {
+			t.Fatal("decoded an entry of no records")
+		}
+		enc := recs[0].marshal()
+		if len(recs) > 1 {
+			subs := make([][]byte, len(recs))
+			for i := range recs {
+				subs[i] = recs[i].marshal()
+			}
+			enc = marshalBatch(subs)
+		}
+		again, err := unmarshalRecords(enc)
+		if err != nil {
+			t.Fatalf("re-encoding does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(again, recs) {
+			t.Fatalf("re-encoding decodes to %+v, want %+v", again, recs)
 		}
 	})
 }
