@@ -318,15 +318,20 @@ func (g *Group) run() {
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	failed := func(err error) {
+		g.log.Error("group stopped: storage failed", "err", err)
+		g.stopped.Store(true)
+		g.failAll(err)
+	}
 	if g.campaignAtStart {
 		g.t.Replica().Campaign(g.now())
 		if err := g.handleReady(); err != nil {
-			g.log.Error("group stopped: storage failed", "err", err)
-			g.stopped.Store(true)
+			failed(err)
 			return
 		}
 	}
 	for {
+		var err error
 		select {
 		case <-g.stop:
 			g.failAll(ErrStopped)
@@ -342,27 +347,20 @@ func (g *Group) run() {
 		case fn := <-g.calls:
 			fn()
 		case d := <-g.synced:
-			if err := g.onSynced(d); err != nil {
-				g.log.Error("group stopped: storage failed", "err", err)
-				g.stopped.Store(true)
-				g.failAll(err)
-				return
-			}
+			err = g.onSynced(d)
 		}
-		// Drain whatever else is ready so one Ready (one fsync) covers it.
-		if len(g.paxosIn)+len(g.txnIn)+len(g.reqs)+len(g.calls)+len(g.synced) == 0 {
+		// Drain whatever else is ready so one Ready covers it.
+		if err == nil && len(g.paxosIn)+len(g.txnIn)+len(g.reqs)+len(g.calls)+len(g.synced) == 0 {
 			runtime.Gosched()
 		}
-		if err := g.drain(); err != nil {
-			g.log.Error("group stopped: storage failed", "err", err)
-			g.stopped.Store(true)
-			g.failAll(err)
-			return
+		if err == nil {
+			err = g.drain()
 		}
-		if err := g.handleReady(); err != nil {
-			g.log.Error("group stopped: storage failed", "err", err)
-			g.stopped.Store(true)
-			g.failAll(err)
+		if err == nil {
+			err = g.handleReady()
+		}
+		if err != nil {
+			failed(err)
 			return
 		}
 		timer.Reset(g.sleep())
