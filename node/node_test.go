@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
 	"github.com/meridiandb/meridian/internal/chronytest"
 	"github.com/meridiandb/meridian/internal/txnid"
 	"github.com/meridiandb/meridian/kv"
@@ -38,6 +41,8 @@ type testCluster struct {
 	engs   []*kv.Engine
 	groups []GroupConfig
 	clock  tt.Clock
+	// fs, when set, gives node i's engine its filesystem.
+	fs func(i int) vfs.FS
 }
 
 func newTestCluster(t testing.TB, nodes, groups int, mod func(*GroupConfig)) *testCluster {
@@ -45,7 +50,11 @@ func newTestCluster(t testing.TB, nodes, groups int, mod func(*GroupConfig)) *te
 }
 
 func newTestClusterClock(t testing.TB, clock tt.Clock, nodes, groups int, mod func(*GroupConfig)) *testCluster {
-	c := &testCluster{t: t, tr: NewMemTransport(), clock: clock}
+	return newTestClusterFS(t, clock, nodes, groups, mod, nil)
+}
+
+func newTestClusterFS(t testing.TB, clock tt.Clock, nodes, groups int, mod func(*GroupConfig), fs func(i int) vfs.FS) *testCluster {
+	c := &testCluster{t: t, tr: NewMemTransport(), clock: clock, fs: fs}
 	for g := 1; g <= groups; g++ {
 		cfg := GroupConfig{Group: uint64(g), Nodes: map[paxos.ReplicaID]NodeID{}, Lease: time.Second,
 			Start: []byte(fmt.Sprintf("g%d/", g)), End: []byte(fmt.Sprintf("g%d0", g))}
@@ -74,7 +83,11 @@ func newTestClusterClock(t testing.TB, clock tt.Clock, nodes, groups int, mod fu
 }
 
 func (c *testCluster) start(i int) {
-	eng, err := kv.Open(c.dirs[i-1], kv.Options{})
+	var opts kv.Options
+	if c.fs != nil {
+		opts.FS = c.fs(i)
+	}
+	eng, err := kv.Open(c.dirs[i-1], opts)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -376,4 +389,74 @@ func TestStrongReadFastPath(t *testing.T) {
 func newTxnID() txn.TxnID {
 	id, _ := txn.TxnIDFromBytes(txnid.New()) // 16 bytes: never an error
 	return id
+}
+
+// walSyncs matches fsyncs of WAL files.
+type walSyncs struct{}
+
+func (walSyncs) String() string { return "walSyncs" }
+func (walSyncs) Evaluate(op errorfs.Op) bool {
+	if filepath.Ext(op.Path) != ".log" {
+		return false
+	}
+	switch op.Kind {
+	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		return true
+	}
+	return false
+}
+
+// A leader whose fsync fails stops its group: the commits waiting on it
+// fail instead of hanging, nothing it could not make durable is
+// acknowledged, and the other replicas elect a leader and go on.
+func TestGroupStopsOnSyncFailure(t *testing.T) {
+	toggles := map[int]*errorfs.Toggle{}
+	c := newTestClusterFS(t, tt.NewSystem(500*time.Microsecond), 3, 1, nil, func(i int) vfs.FS {
+		toggles[i] = &errorfs.Toggle{Injector: errorfs.ErrInjected.If(walSyncs{})}
+		return errorfs.Wrap(vfs.Default, toggles[i])
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.commit(ctx, 1, put(1, "a", "1")); err != nil {
+		t.Fatal(err)
+	}
+	l := c.leader(1)
+	bad := int(l.node.ID())
+	toggles[bad].On()
+	// Commits at the failing leader end with an error, never an
+	// acknowledgement and never a hang.
+	var acked []string
+	for i := 0; i < 20 && !l.stopped.Load(); i++ {
+		v := fmt.Sprint(i)
+		rep, err := l.Do(ctx, txn.Request{Kind: txn.ReqCommit, Txn: txn.Meta{ID: newTxnID()},
+			Participants: []txn.Participant{put(1, "b", v)}})
+		if err == nil && rep.Err == nil {
+			acked = append(acked, v) // in flight before the failure was seen
+		}
+	}
+	if !l.stopped.Load() {
+		t.Fatal("the group kept running on a failed engine")
+	}
+	t.Logf("%d commits acknowledged while the failure was being noticed", len(acked))
+	if ctx.Err() != nil {
+		t.Fatal("requests to the failed group hung")
+	}
+	// The failed node leaves; the others elect a leader and commit, and
+	// what was acknowledged survived.
+	c.tr.Unregister(NodeID(bad))
+	c.nodes[bad-1].Stop()
+	_ = c.engs[bad-1].Close() // reports the failure
+	c.nodes[bad-1], c.engs[bad-1] = nil, nil
+	if _, err := c.commit(ctx, 1, put(1, "c", "after")); err != nil {
+		t.Fatalf("after the leader's engine failed: %v", err)
+	}
+	for i := 1; i <= 3; i++ {
+		if i == bad {
+			continue
+		}
+		c.waitValue(i, 1, "c", "after")
+		if len(acked) > 0 {
+			c.waitValue(i, 1, "b", acked[len(acked)-1])
+		}
+	}
 }
