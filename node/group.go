@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -414,9 +415,9 @@ func (g *Group) syncer() {
 	var failed error
 	for job := range g.syncQ {
 		if job.sync != nil {
-			if err := job.sync(); err != nil && failed == nil {
-				failed = err
-			} else if err == nil {
+			if err := job.sync(); err != nil {
+				failed = cmp.Or(failed, err) // the first failure
+			} else {
 				g.syncs.Add(1)
 				if m := g.node.met; m != nil {
 					m.Fsyncs.Inc()
@@ -604,12 +605,10 @@ func (g *Group) handleReady() error {
 	}
 	prev := g.status.Load()
 	was, now := prev.Paxos, g.t.Replica().Status()
-	if now.Role == was.Role && now.Promised == was.Promised && g.t.Replica().LeaderHint() == prev.Leader &&
-		time.Since(g.publishedAt) < publishEvery {
-		g.maybeTransfer()
-		return nil
+	changed := now.Role != was.Role || now.Promised != was.Promised || g.t.Replica().LeaderHint() != prev.Leader
+	if changed || time.Since(g.publishedAt) >= publishEvery {
+		g.publishStatus(now)
 	}
-	g.publishStatus(now)
 	if now.Role != was.Role || now.Promised != was.Promised {
 		g.log.Debug("paxos role", "role", now.Role, "promised", now.Promised, "was", was.Role)
 	}

@@ -117,21 +117,20 @@ type Replica struct {
 	lead *leadership
 
 	// Outputs.
-	msgs        []Message
-	localMsgs   []Message // responses to ourselves, delivered after persistence
-	unstable    []Entry
-	prevHS      HardState
-	snapReqs    []SnapshotRequest
-	lease       *Lease
-	pendApply   []Applied
-	applyNext   ApplyState   // apply state after pendApply
-	readyLast   uint64       // leader: log.last covered by the outstanding Ready
-	readyBallot Ballot       // leader: the ballot it was taken under (zero: not leading)
-	waitTS      tt.Timestamp // commit wait: apply blocked until TT.after(waitTS)
-	waitIdx     uint64       // the entry held for commit wait, and since when
-	waitFrom    tt.Timestamp
-	now         tt.Interval
-	healthy     bool
+	msgs      []Message
+	localMsgs []Message // responses to ourselves, delivered after persistence
+	unstable  []Entry
+	prevHS    HardState
+	snapReqs  []SnapshotRequest
+	lease     *Lease
+	pendApply []Applied
+	applyNext ApplyState   // apply state after pendApply
+	ready     SyncToken    // leader: its ballot and log.last as of the outstanding Ready
+	waitTS    tt.Timestamp // commit wait: apply blocked until TT.after(waitTS)
+	waitIdx   uint64       // the entry held for commit wait, and since when
+	waitFrom  tt.Timestamp
+	now       tt.Interval
+	healthy   bool
 }
 
 // New returns a replica restored from the persisted state in cfg.
@@ -1181,9 +1180,9 @@ func (r *Replica) Ready() Ready {
 	rd.Committed = r.pendApply
 	rd.ApplyState = r.applyNext
 	rd.Wake = r.wake()
-	r.readyLast, r.readyBallot = 0, Ballot{}
+	r.ready = SyncToken{}
 	if r.role == roleLeader {
-		r.readyLast, r.readyBallot = r.log.last, r.lead.ballot
+		r.ready = SyncToken{ballot: r.lead.ballot, last: r.log.last}
 	}
 	return rd
 }
@@ -1321,15 +1320,15 @@ func (r *Replica) AdvanceUnsynced(rd Ready) SyncToken {
 			r.pendApply = nil
 		}
 	}
-	tok := SyncToken{ballot: r.readyBallot, last: r.readyLast, local: r.localMsgs}
-	r.localMsgs = nil
+	tok := r.ready
+	tok.local, r.localMsgs = r.localMsgs, nil
 	return tok
 }
 
 // Synced tells the replica that the Ready tok came from, and every Ready
 // before it, is durable.
 func (r *Replica) Synced(tok SyncToken) {
-	if r.role == roleLeader && !tok.ballot.IsZero() && tok.ballot == r.lead.ballot && tok.last > r.lead.selfMatch {
+	if r.role == roleLeader && tok.ballot == r.lead.ballot && tok.last > r.lead.selfMatch {
 		// Our own entries up to tok.last are persisted at our ballot.
 		r.lead.selfMatch = tok.last
 		r.advanceChosen()

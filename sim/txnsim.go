@@ -129,8 +129,9 @@ type tnode struct {
 	reps map[uint64]*trep // group → replica on this node
 	// hint caches who leads each group, as this node last heard.
 	hint map[uint64]paxos.ReplicaID
-	// crashMid, when set, crashes the node at its next synced Ready after
-	// the early outputs and before the sync, for that long.
+	// crashMid, when set, crashes the node for that long at its next Ready
+	// that writes entries or follows one still syncing, once the Ready's
+	// early outputs have left.
 	crashMid time.Duration
 	// lastSync is when the node's latest scheduled WAL sync completes.
 	lastSync tt.Timestamp

@@ -83,7 +83,7 @@ func unmarshalRecords(b []byte) ([]record, error) {
 	}
 	recs := make([]record, 0, n)
 	for i := uint64(0); i < n; i++ {
-		sub := rd.bytes()
+		sub := rd.view()
 		if rd.err != nil {
 			return nil, fmt.Errorf("%w: batch", ErrCorruptRecord)
 		}
@@ -194,16 +194,20 @@ func (r *reader) byte() byte {
 	return v
 }
 
-func (r *reader) bytes() []byte {
+// view returns the next length-prefixed bytes without copying them.
+func (r *reader) view() []byte {
 	n := r.uv()
 	if r.err != nil || n > uint64(len(r.b)) {
 		r.fail()
 		return nil
 	}
-	v := append([]byte(nil), r.b[:n]...)
+	v := r.b[:n]
 	r.b = r.b[n:]
 	return v
 }
+
+// bytes returns a copy of the next length-prefixed bytes.
+func (r *reader) bytes() []byte { return append([]byte(nil), r.view()...) }
 
 func unmarshalRecord(b []byte) (record, error) {
 	rd := reader{b: b}
@@ -307,7 +311,7 @@ func (c *outcomeChunk) marshal() []byte {
 	for _, o := range c.outs {
 		b = binary.BigEndian.AppendUint64(b, o.id.Hi)
 		b = binary.BigEndian.AppendUint64(b, o.id.Lo)
-		b = append(b, o.marshal()...)
+		b = o.appendTo(b)
 	}
 	return b
 }
@@ -353,10 +357,10 @@ type outcome struct {
 	ts     tt.Timestamp // commit timestamp, or the abort record's entry timestamp
 }
 
-func (o outcome) marshal() []byte {
-	b := []byte{0}
+func (o outcome) appendTo(b []byte) []byte {
+	commit := byte(0)
 	if o.commit {
-		b[0] = 1
+		commit = 1
 	}
-	return binary.AppendVarint(b, int64(o.ts))
+	return binary.AppendVarint(append(b, commit), int64(o.ts))
 }

@@ -260,6 +260,16 @@ func TestOutcomeChunkCodec(t *testing.T) {
 // is always longer than the minimal one, and every other byte is fixed by
 // the value).
 
+// decodeFailed reports whether a decoder failed, and fails t if its error
+// does not wrap ErrCorruptRecord.
+func decodeFailed(t *testing.T, err error) bool {
+	t.Helper()
+	if err != nil && !errors.Is(err, ErrCorruptRecord) {
+		t.Fatalf("error %v does not wrap ErrCorruptRecord", err)
+	}
+	return err != nil
+}
+
 func FuzzUnmarshalRecord(f *testing.F) {
 	for _, k := range allKinds {
 		full, typical := fullRecord(k), typicalRecord(k)
@@ -272,10 +282,7 @@ func FuzzUnmarshalRecord(f *testing.F) {
 	f.Add([]byte{recFormat, byte(recCoordAbort), 1, 1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := unmarshalRecord(b)
-		if err != nil {
-			if !errors.Is(err, ErrCorruptRecord) {
-				t.Fatalf("error %v does not wrap ErrCorruptRecord", err)
-			}
+		if decodeFailed(t, err) {
 			return
 		}
 		enc := rec.marshal()
@@ -302,10 +309,7 @@ func FuzzUnmarshalRecords(f *testing.F) {
 	f.Add([]byte{batchFormat, 2, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		recs, err := unmarshalRecords(data)
-		if err != nil {
-			if !errors.Is(err, ErrCorruptRecord) {
-				t.Fatalf("error %v does not wrap ErrCorruptRecord", err)
-			}
+		if decodeFailed(t, err) {
 			return
 		}
 		if len(recs) == 0 {
@@ -341,10 +345,7 @@ func FuzzUnmarshalOutcomeChunk(f *testing.F) {
 	name := outcomeChunkName(7)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := unmarshalOutcomeChunk(name, b)
-		if err != nil {
-			if !errors.Is(err, ErrCorruptRecord) {
-				t.Fatalf("error %v does not wrap ErrCorruptRecord", err)
-			}
+		if decodeFailed(t, err) {
 			return
 		}
 		enc := c.marshal()

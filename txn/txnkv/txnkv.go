@@ -25,10 +25,11 @@ import (
 // kv.Batch.CommitNoSyncWait); the caller must call it exactly once, and
 // must hold back what depends on the Ready's durability until it returns
 // nil: the Paxos messages that SendBeforePersist does not let go early,
-// and Advance, which counts a leader's own acceptance of the entries. The
-// rest of the Ready (2PC messages, reads, responses) depends only on
-// chosen entries, durable on a majority counted after Advance, and on
-// volatile leader state, so it may leave before the sync.
+// and Synced (or Advance), which counts a leader's own acceptance of the
+// entries. The rest of the Ready (2PC messages, reads, responses) depends
+// only on chosen entries, durable on a majority that counts the leader
+// only after Synced, and on volatile leader state, so it may leave before
+// the sync.
 func Persist(eng *kv.Engine, store *pebblestore.Store, group uint64, rd *txn.Ready) (sync func() error, err error) {
 	paxosState := rd.HardState != nil || len(rd.Entries) > 0
 	applied := len(rd.Committed) > 0 || len(rd.Writes) > 0 || len(rd.Meta) > 0
