@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -32,6 +33,13 @@ const (
 // may be collected or may shadow history. Snapshot import (which writes old
 // versions) should not run concurrently with GC over the same range.
 func (e *Engine) GC(horizon tt.Timestamp) (removed int, err error) {
+	return e.GCContext(context.Background(), horizon)
+}
+
+// GCContext is GC that stops between rounds once ctx is done, returning
+// what it removed so far and ctx's error. A stopped pass is harmless: the
+// horizon is already raised, and the next pass collects the rest.
+func (e *Engine) GCContext(ctx context.Context, horizon tt.Timestamp) (removed int, err error) {
 	e.gcRunMu.Lock()
 	defer e.gcRunMu.Unlock()
 
@@ -48,6 +56,9 @@ func (e *Engine) GC(horizon tt.Timestamp) (removed int, err error) {
 	var st gcState
 	resume := []byte{spaceData}
 	for resume != nil {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
 		n, next, err := e.gcRound(h, resume, &st)
 		removed += n
 		if err != nil {

@@ -15,6 +15,8 @@ type Metrics struct {
 	Aborts        prometheus.Counter
 	Fsyncs        prometheus.Counter
 	Requests      *prometheus.CounterVec // by kind and outcome
+	GCRemoved     prometheus.Counter
+	GCHorizon     prometheus.Gauge
 }
 
 // NewMetrics registers the collectors on reg.
@@ -39,7 +41,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Synced Pebble writes of Paxos state (one per Ready that needed it)."}),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_requests_total",
 			Help: "Client requests handled by this node's groups, by kind and outcome."}, []string{"kind", "outcome"}),
+		GCRemoved: prometheus.NewCounter(prometheus.CounterOpts{Name: "meridian_gc_versions_removed_total",
+			Help: "MVCC versions removed by version garbage collection."}),
+		GCHorizon: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meridian_gc_horizon_seconds",
+			Help: "The GC horizon of the last collection (Unix seconds): reads below it are refused."}),
 	}
-	reg.MustRegister(m.CommitLatency, m.CommitWait, m.Epsilon, m.LeaderChanges, m.PaxosBatch, m.Aborts, m.Fsyncs, m.Requests)
+	reg.MustRegister(m.CommitLatency, m.CommitWait, m.Epsilon, m.LeaderChanges, m.PaxosBatch, m.Aborts, m.Fsyncs, m.Requests,
+		m.GCRemoved, m.GCHorizon)
 	return m
 }

@@ -26,6 +26,14 @@ type Config struct {
 	Logger    *slog.Logger
 	// Metrics, when set, receive the node's measurements.
 	Metrics *Metrics
+	// VersionRetention is how long overwritten and deleted versions stay
+	// readable (default DefaultVersionRetention); reads further back are
+	// refused once collected.
+	VersionRetention time.Duration
+	// GCInterval is how often versions older than the retention are
+	// collected (default DefaultGCInterval; negative: never, for tests
+	// that collect by calling CollectVersions).
+	GCInterval time.Duration
 }
 
 // Node hosts replicas of many groups on one Pebble engine and routes
@@ -38,6 +46,11 @@ type Node struct {
 	tr     Transport
 	log    *slog.Logger
 	met    *Metrics
+
+	retention time.Duration
+	stopGC    chan struct{} // closed by Stop
+	stopOnce  sync.Once
+	gcDone    chan struct{} // closed when runGC returns (nil: no scheduled GC)
 
 	mu        sync.RWMutex
 	groups    map[uint64]*Group
@@ -99,8 +112,20 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Node{id: cfg.ID, region: cfg.Region, eng: cfg.Engine, clock: cfg.Clock, tr: cfg.Transport, met: cfg.Metrics,
-		log: cfg.Logger.With("node", cfg.ID), groups: map[uint64]*Group{}, leaders: map[uint64]NodeID{}}, nil
+	if cfg.VersionRetention <= 0 {
+		cfg.VersionRetention = DefaultVersionRetention
+	}
+	if cfg.GCInterval == 0 {
+		cfg.GCInterval = DefaultGCInterval
+	}
+	n := &Node{id: cfg.ID, region: cfg.Region, eng: cfg.Engine, clock: cfg.Clock, tr: cfg.Transport, met: cfg.Metrics,
+		log: cfg.Logger.With("node", cfg.ID), groups: map[uint64]*Group{}, leaders: map[uint64]NodeID{},
+		retention: cfg.VersionRetention, stopGC: make(chan struct{})}
+	if cfg.GCInterval > 0 {
+		n.gcDone = make(chan struct{})
+		go n.runGC(cfg.GCInterval)
+	}
+	return n, nil
 }
 
 // ID returns the node's ID.
@@ -325,6 +350,10 @@ func (n *Node) Drain(ctx context.Context) {
 // Stop stops every group and waits for their goroutines. The engine is the
 // caller's to close.
 func (n *Node) Stop() {
+	n.stopOnce.Do(func() { close(n.stopGC) })
+	if n.gcDone != nil {
+		<-n.gcDone
+	}
 	n.mu.Lock()
 	gs := make([]*Group, 0, len(n.groups))
 	for _, g := range n.groups {

@@ -43,6 +43,8 @@ type testCluster struct {
 	clock  tt.Clock
 	// fs, when set, gives node i's engine its filesystem.
 	fs func(i int) vfs.FS
+	// node, when set, adjusts each node's configuration.
+	node func(*Config)
 }
 
 func newTestCluster(t testing.TB, nodes, groups int, mod func(*GroupConfig)) *testCluster {
@@ -53,8 +55,17 @@ func newTestClusterClock(t testing.TB, clock tt.Clock, nodes, groups int, mod fu
 	return newTestClusterFS(t, clock, nodes, groups, mod, nil)
 }
 
+// newTestClusterWith is newTestCluster with each node's Config adjusted.
+func newTestClusterWith(t testing.TB, nodes, groups int, node func(*Config)) *testCluster {
+	return newTestClusterOpts(t, tt.NewSystem(500*time.Microsecond), nodes, groups, nil, nil, node)
+}
+
 func newTestClusterFS(t testing.TB, clock tt.Clock, nodes, groups int, mod func(*GroupConfig), fs func(i int) vfs.FS) *testCluster {
-	c := &testCluster{t: t, tr: NewMemTransport(), clock: clock, fs: fs}
+	return newTestClusterOpts(t, clock, nodes, groups, mod, fs, nil)
+}
+
+func newTestClusterOpts(t testing.TB, clock tt.Clock, nodes, groups int, mod func(*GroupConfig), fs func(i int) vfs.FS, node func(*Config)) *testCluster {
+	c := &testCluster{t: t, tr: NewMemTransport(), clock: clock, fs: fs, node: node}
 	for g := 1; g <= groups; g++ {
 		cfg := GroupConfig{Group: uint64(g), Nodes: map[paxos.ReplicaID]NodeID{}, Lease: time.Second,
 			Start: []byte(fmt.Sprintf("g%d/", g)), End: []byte(fmt.Sprintf("g%d0", g))}
@@ -91,7 +102,11 @@ func (c *testCluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	nd, err := New(Config{ID: NodeID(i), Engine: eng, Clock: c.clock, Transport: c.tr, Logger: quietLogger()})
+	cfg := Config{ID: NodeID(i), Engine: eng, Clock: c.clock, Transport: c.tr, Logger: quietLogger()}
+	if c.node != nil {
+		c.node(&cfg)
+	}
+	nd, err := New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -49,6 +49,9 @@ type ServerConfig struct {
 	// Netem, when set, is the latency simulator the Admin.Netem call
 	// controls (in-process demo clusters).
 	Netem NetemControl
+	// VersionRetention and GCInterval configure version garbage
+	// collection (node.Config; zero: the defaults).
+	VersionRetention, GCInterval time.Duration
 }
 
 // NetemControl is the latency simulator as the admin API sees it
@@ -103,7 +106,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.met = node.NewMetrics(s.cfg.Registry)
 	s.health = health.NewServer()
 	n, err := node.New(node.Config{ID: cfg.Self.ID, Region: cfg.Self.Region, Engine: cfg.Engine, Clock: cfg.Clock,
-		Transport: s.peers, Logger: cfg.Logger, Metrics: s.met})
+		Transport: s.peers, Logger: cfg.Logger, Metrics: s.met, VersionRetention: cfg.VersionRetention, GCInterval: cfg.GCInterval})
 	if err != nil {
 		return nil, err
 	}

@@ -111,7 +111,11 @@ func (s *txnSim) clientNext(c *tclient) {
 		})
 	case pick < 55:
 		k := regKey(1+s.rng.Uint64N(R), s.rng.IntN(registersPerShard))
+		del := s.rng.IntN(4) == 0 // some registers are deleted, so GC meets tombstones
 		s.runRW(c, "register", []string{k}, func(map[string]ReadObs) []WriteOp {
+			if del {
+				return []WriteOp{{Key: k, Delete: true}}
+			}
 			return []WriteOp{{Key: k, Value: s.newValue("r")}}
 		})
 	case pick < 62 && c.id%3 == 0:

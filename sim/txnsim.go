@@ -122,7 +122,20 @@ type TxnResult struct {
 	CommitWaitExposedFrac float64
 	Epsilon               time.Duration // mean ε the clocks reported
 	Events                uint64
+	// GCRemoved counts the MVCC versions version GC removed on all nodes.
+	GCRemoved int
 }
+
+// Version GC in the simulation: every node collects about once a virtual
+// second at the horizon a node computes (node.Node.GCHorizon): its
+// clock's earliest now minus the retention, capped by the safe time of
+// every replica it hosts. The retention is short so that collection runs
+// alongside the faults, snapshots and crashes of a run.
+const (
+	// SimRetention is the version retention of simulated nodes.
+	SimRetention = 3 * time.Second
+	simGCEvery   = time.Second
+)
 
 type tnode struct {
 	simNode
@@ -632,8 +645,45 @@ func (s *txnSim) installSnapshot(rep *trep, m paxos.Message) {
 // ----------------------------------------------------------------------
 // Running and checking
 
+// scheduleGC collects n's versions about every simGCEvery, while the run
+// lasts.
+func (s *txnSim) scheduleGC(n *tnode) {
+	s.loop.After(int64(simGCEvery/2)+s.rng.Int64N(int64(simGCEvery)), func() {
+		s.collect(n)
+		s.scheduleGC(n)
+	})
+}
+
+// collect runs one version GC pass on n, as a node does.
+func (s *txnSim) collect(n *tnode) {
+	if !n.up {
+		return
+	}
+	now := n.now()
+	if now.Latest == 0 {
+		return // no healthy clock: no horizon
+	}
+	h := now.Earliest - tt.Timestamp(SimRetention)
+	for _, gid := range sortedKeys(n.reps) {
+		h = min(h, n.reps[gid].g.SafeTime())
+	}
+	if h <= 0 {
+		return
+	}
+	removed, err := n.eng.GC(h)
+	if err != nil {
+		s.violation("node %d: gc at %d: %v", n.id, h, err)
+		return
+	}
+	s.res.GCRemoved += removed
+	s.tracef("gc node %d at %d: %d versions removed", n.id, h, removed)
+}
+
 func (s *txnSim) run() TxnResult {
 	wall := time.Now()
+	for _, n := range s.nodes {
+		s.scheduleGC(n)
+	}
 	end := s.start.Add(s.opts.Duration)
 	s.loop.RunUntil(end)
 	// Let what is in flight finish (clients start nothing new): commits

@@ -43,9 +43,11 @@ func TestTxnSeeds(t *testing.T) {
 
 // TestTxnNegativeControl proves the checker can fail: without commit wait,
 // clock offsets within ε must produce external-consistency violations.
+// About one seed in five catches it (20 of seeds 1–100); the first here
+// is seed 22.
 func TestTxnNegativeControl(t *testing.T) {
 	found := 0
-	for seed := uint64(1); seed <= 6 && found == 0; seed++ {
+	for seed := uint64(1); seed <= 40 && found == 0; seed++ {
 		res, err := RunTxn(TxnOptions{Seed: seed, Duration: 20 * time.Second, Bug: "no-commit-wait",
 			ClockError: 5 * time.Millisecond, Faults: []string{"clock"}})
 		if err != nil {
@@ -54,7 +56,7 @@ func TestTxnNegativeControl(t *testing.T) {
 		found += len(res.Violations)
 	}
 	if found == 0 {
-		t.Fatal("--bug no-commit-wait with ε = 5 ms produced no violations: the checker cannot fail")
+		t.Fatal("--bug no-commit-wait with ε = 5 ms produced no violations in 40 seeds: the checker cannot fail")
 	}
 }
 

@@ -40,6 +40,8 @@ type startFlags struct {
 	ntpPoll   time.Duration
 	drain     time.Duration
 	http      string
+	retention time.Duration
+	gcEvery   time.Duration
 }
 
 func newStartCmd() *cobra.Command {
@@ -74,6 +76,8 @@ then it stops.`,
 	fl.DurationVar(&f.ntpPoll, "ntp-poll", time.Second, "how often to query the --ntp servers; between queries ε grows by the drift bound (200 µs/s), so commit wait grows with this")
 	fl.DurationVar(&f.maxEps, "max-epsilon", 100*time.Millisecond, "ε above which the clock counts as unhealthy (the node then neither leads nor votes)")
 	fl.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "how long to wait for leadership hand-off on shutdown")
+	fl.DurationVar(&f.retention, "version-retention", node.DefaultVersionRetention, "how long overwritten and deleted versions stay readable: stale, exact-timestamp and snapshot reads further back are refused once collected")
+	fl.DurationVar(&f.gcEvery, "gc-interval", node.DefaultGCInterval, "how often versions older than --version-retention are collected")
 	fl.StringVar(&f.http, "http", "", "address for the HTTP server: /metrics (Prometheus), /debug/txn, /debug/cluster, /debug/pprof/; empty: none")
 	return cmd
 }
@@ -105,6 +109,9 @@ func dialInsecure(ctx context.Context, addr string) (*grpc.ClientConn, error) {
 func runStart(cmd *cobra.Command, f *startFlags) error {
 	if f.region == "" || f.dataDir == "" {
 		return errors.New("--region and --data-dir are required")
+	}
+	if f.retention <= 0 || f.gcEvery <= 0 {
+		return errors.New("--version-retention and --gc-interval must be positive")
 	}
 	tuneGC()
 	serverOpts := rpc.ServerOptions()
@@ -152,6 +159,7 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	srv, err := rpc.NewServer(rpc.ServerConfig{
 		Self:   node.NodeInfo{ID: node.NodeID(id), Region: f.region, Addr: f.advertise},
 		Engine: eng, Clock: clock, Join: splitList(f.join), Dial: dial, Logger: slog.Default(),
+		VersionRetention: f.retention, GCInterval: f.gcEvery,
 	})
 	if err != nil {
 		return err
