@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -70,7 +71,7 @@ type proc struct {
 func (p *proc) start(t *testing.T, bin, join string) {
 	t.Helper()
 	args := []string{"start", "--insecure", "--region", p.region, "--listen", p.addr, "--data-dir", p.dir,
-		"--epsilon", "1ms", "--log-level", "info"}
+		"--epsilon", "1ms", "--log-level", "info", "--version-retention", "2s", "--gc-interval", "1s"}
 	if join != "" {
 		args = append(args, "--join", join)
 	}
@@ -270,5 +271,14 @@ func TestProcessesBankSurvivesKill(t *testing.T) {
 	})
 	if lost > 0 {
 		t.Fatalf("%d acknowledged transfers lost", lost)
+	}
+	// Version GC (2 s retention) ran through all of it and collected.
+	collected := false
+	for _, p := range procs {
+		p.kill() // its log is complete once it has exited
+		collected = collected || regexp.MustCompile(`msg="version gc".* removed=[1-9]`).Match(p.log.Bytes())
+	}
+	if !collected {
+		t.Errorf("no node logged a version GC pass that removed versions")
 	}
 }
