@@ -21,6 +21,9 @@ type Batch struct {
 	// horizon is the GC horizon the batch raises the engine's to on commit
 	// (0: none), set by ImportSnapshotChunk.
 	horizon tt.Timestamp
+	// rewrites: the batch replaces history (ClearData, ImportSnapshotChunk)
+	// and commits in order with GC rounds (see Engine.rewrites).
+	rewrites bool
 }
 
 // usable returns an error if the batch can no longer take writes.
@@ -154,6 +157,7 @@ func (b *Batch) ClearData(start, end []byte) error {
 	if bytes.Compare(lower, upper) >= 0 {
 		return nil // empty range
 	}
+	b.rewrites = true
 	return b.b.DeleteRange(lower, upper, nil)
 }
 
@@ -216,14 +220,18 @@ func (b *Batch) commit(sync, noWait bool) (wait func() error, err error) {
 		}
 		return nil
 	}
-	if b.horizon > 0 {
+	if b.horizon > 0 || b.rewrites {
 		// Raise the horizon in the same atomic write as the imported
-		// versions, serialized with GC and SetGCHorizon.
+		// versions, serialized with GC and SetGCHorizon; tell GC rounds
+		// in progress that history changed under them.
 		e.gcMu.Lock()
 		defer e.gcMu.Unlock()
 		if _, err := e.raiseHorizonLocked(b.b, b.horizon); err != nil {
 			b.Close()
 			return nil, release(err)
+		}
+		if b.rewrites {
+			e.rewrites.Add(1)
 		}
 	}
 	pb := b.b

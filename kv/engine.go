@@ -188,10 +188,15 @@ type Engine struct {
 	failed  atomic.Pointer[failure]
 	horizon atomic.Int64 // tt.Timestamp; raised before it is persisted
 
-	// gcMu serializes raising and persisting the horizon. gcRunMu
+	// gcMu serializes raising and persisting the horizon, and orders GC
+	// rounds' deletions with batches that replace history. gcRunMu
 	// serializes whole GC runs.
 	gcMu    sync.Mutex
 	gcRunMu sync.Mutex
+	// rewrites counts committed batches that replaced history (ClearData,
+	// snapshot imports); raised under gcMu. A GC round that sees it move
+	// is redone.
+	rewrites atomic.Uint64
 
 	snapMu sync.Mutex
 	snaps  map[*Snapshot]struct{}

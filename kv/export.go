@@ -322,5 +322,6 @@ func (b *Batch) ImportSnapshotChunk(chunk []byte) (horizon tt.Timestamp, err err
 		}
 	}
 	b.horizon = max(b.horizon, info.Horizon)
+	b.rewrites = true
 	return info.Horizon, nil
 }

@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -24,21 +25,29 @@ const (
 // (synced), so reads below it are refused from then on; a horizon at or
 // below the current one collects at the current one (the horizon only moves
 // forward). It works in bounded rounds, each with its own iterator and
-// unsynced batch of deletions (losing a round in a crash is harmless: what it
-// deleted is invisible above the horizon). It returns the number of versions
-// removed.
+// unsynced batch of deletions, and deletes a tombstone only in a round after
+// (or with) the deletions of every version it hides: whichever prefix of the
+// rounds lands (a crash, a stopped pass), no hidden value reappears, and
+// reads between rounds see what they would have seen before. It returns the
+// number of versions removed.
 //
 // Writes at or below the horizon are the caller's responsibility: GC does
 // not lock keys, so a version written at or below the horizon while GC runs
-// may be collected or may shadow history. Snapshot import (which writes old
-// versions) should not run concurrently with GC over the same range.
+// may be collected or may shadow history. The exception is a batch that
+// replaces history (ClearData, ImportSnapshotChunk): a round that raced one
+// is thrown away and redone on what the batch left.
 func (e *Engine) GC(horizon tt.Timestamp) (removed int, err error) {
 	return e.GCContext(context.Background(), horizon)
 }
 
+// gcMaxRedo bounds how many times in a row a round is redone because a
+// batch replacing history landed while it ran.
+const gcMaxRedo = 100
+
 // GCContext is GC that stops between rounds once ctx is done, returning
 // what it removed so far and ctx's error. A stopped pass is harmless: the
-// horizon is already raised, and the next pass collects the rest.
+// horizon is already raised, no round left a hidden value exposed, and the
+// next pass collects the rest.
 func (e *Engine) GCContext(ctx context.Context, horizon tt.Timestamp) (removed int, err error) {
 	e.gcRunMu.Lock()
 	defer e.gcRunMu.Unlock()
@@ -55,40 +64,67 @@ func (e *Engine) GCContext(ctx context.Context, horizon tt.Timestamp) (removed i
 
 	var st gcState
 	resume := []byte{spaceData}
-	for resume != nil {
+	for redo := 0; resume != nil; {
 		if err := ctx.Err(); err != nil {
 			return removed, err
 		}
+		saved := st.clone()
 		n, next, err := e.gcRound(h, resume, &st)
+		if errors.Is(err, errGCRaced) && redo < gcMaxRedo {
+			st, redo = saved, redo+1
+			continue
+		}
 		removed += n
 		if err != nil {
 			return removed, fmt.Errorf("kv: gc at horizon %d: %w", int64(h), err)
 		}
-		resume = next
+		resume, redo = next, 0
 	}
 	return removed, nil
 }
+
+// gcTestBeforeApply, set only by tests, runs between a GC round's scan
+// and its apply.
+var gcTestBeforeApply func()
+
+// errGCRaced: a batch replacing history landed during a GC round.
+var errGCRaced = errors.New("a snapshot import replaced versions during the round")
 
 // gcState carries the position within a key across GC rounds.
 type gcState struct {
 	prefix []byte // the key being collected
 	seen   bool   // its newest version <= horizon has been passed
+	// tomb is that newest version when it is a tombstone: deleted once
+	// the key's older versions are (when the next key starts, or at the
+	// end), never before them.
+	tomb []byte
+}
+
+func (st gcState) clone() gcState {
+	return gcState{prefix: bytes.Clone(st.prefix), seen: st.seen, tomb: bytes.Clone(st.tomb)}
 }
 
 // gcRound collects from resume on, returning the number of versions
-// removed and the key to resume at (nil when done).
+// removed and the key to resume at (nil when done). It fails with
+// errGCRaced, deleting nothing, if a batch replacing history committed
+// after it began; st is then the caller's to restore.
 func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState) (removed int, next []byte, err error) {
 	if err := e.acquire(); err != nil {
 		return 0, nil, err
 	}
 	defer e.release()
 
+	gen := e.rewrites.Load()
 	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: resume, UpperBound: []byte{spaceData + 1}})
 	if err != nil {
 		return 0, nil, err
 	}
 	defer closeIter(it, &err)
 	pb := e.db.NewBatch()
+	fail := func(err error) (int, []byte, error) {
+		_ = pb.Close()
+		return 0, nil, err
+	}
 	examined := 0
 	valid := it.First()
 	for valid {
@@ -100,10 +136,12 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState) (removed in
 		k := it.Key()
 		prefix, vts, err := splitKey(k)
 		if err != nil {
-			_ = pb.Close()
-			return 0, nil, err
+			return fail(err)
 		}
 		if !bytes.Equal(prefix, st.prefix) {
+			if err := st.flushTomb(pb); err != nil {
+				return fail(err)
+			}
 			st.prefix = append(st.prefix[:0], prefix...)
 			st.seen = false
 		}
@@ -113,42 +151,63 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState) (removed in
 			valid = it.Next()
 			continue
 		case !st.seen:
-			// The newest version <= h: what reads at h see. Keep a value,
-			// drop a tombstone (reads at >= h find nothing either way,
-			// once everything older is gone too).
+			// The newest version <= h: what reads at h see. Keep a value;
+			// drop a tombstone (reads at >= h find nothing either way),
+			// but only after everything older is gone.
 			st.seen = true
 			raw, err := it.ValueAndErr()
 			if err != nil {
-				_ = pb.Close()
-				return 0, nil, err
+				return fail(err)
 			}
 			tomb, _, err := decodeValue(raw)
 			if err != nil {
-				_ = pb.Close()
-				return 0, nil, fmt.Errorf("version %x: %w", k, err)
+				return fail(fmt.Errorf("version %x: %w", k, err))
 			}
 			if tomb {
-				if err := pb.Delete(k, nil); err != nil {
-					_ = pb.Close()
-					return 0, nil, err
-				}
+				st.tomb = append(st.tomb[:0], k...)
 			}
 		default:
 			// Shadowed by a version <= h: invisible at and above h.
 			if err := pb.Delete(k, nil); err != nil {
-				_ = pb.Close()
-				return 0, nil, err
+				return fail(err)
 			}
 		}
 		valid = it.Next()
 	}
 	if err := it.Error(); err != nil {
-		_ = pb.Close()
-		return 0, nil, err
+		return fail(err)
+	}
+	if next == nil {
+		// The end of the data: the last key's versions are all visited.
+		if err := st.flushTomb(pb); err != nil {
+			return fail(err)
+		}
 	}
 	n := int(pb.Count())
+	if gcTestBeforeApply != nil {
+		gcTestBeforeApply()
+	}
+	// Apply unless a batch replacing history (a snapshot import) landed
+	// since the iterator was opened: these deletions were chosen from
+	// versions it may have replaced. gcMu orders the check and the apply
+	// with such batches' commits.
+	e.gcMu.Lock()
+	defer e.gcMu.Unlock()
+	if e.rewrites.Load() != gen {
+		return fail(errGCRaced)
+	}
 	if err := e.apply(pb, false); err != nil {
 		return 0, nil, err
 	}
 	return n, next, nil
+}
+
+// flushTomb adds the pending tombstone's deletion to pb.
+func (st *gcState) flushTomb(pb *pebble.Batch) error {
+	if st.tomb == nil {
+		return nil
+	}
+	err := pb.Delete(st.tomb, nil)
+	st.tomb = nil
+	return err
 }

@@ -456,6 +456,7 @@ func (g *Group) handle(r request) {
 	g.nextID++
 	r.req.ID = g.nextID
 	g.waiting[r.req.ID] = waiter{ch: r.reply, kind: r.req.Kind, start: time.Now(), parts: len(r.req.Participants)}
+	g.t.SetReadFloor(g.node.eng.GCHorizon())
 	g.t.Handle(g.now(), r.req)
 }
 
@@ -532,7 +533,9 @@ func (g *Group) StrongRead(task txn.ReadTask) (kvs []kv.KeyValue, ts tt.Timestam
 		return nil, 0, false, nil
 	}
 	iv, cerr := g.node.clock.Now()
-	if cerr != nil || iv.Latest >= s.LeaseEnd {
+	if cerr != nil || iv.Latest >= s.LeaseEnd || s.TS < g.node.eng.GCHorizon() {
+		// Past the lease, or GC passed the timestamp since it was
+		// published: through Do, which picks a fresh one.
 		return nil, 0, false, nil
 	}
 	task.TS = s.TS
@@ -550,6 +553,9 @@ func (g *Group) StrongRead(task txn.ReadTask) (kvs []kv.KeyValue, ts tt.Timestam
 // handleReady runs the txn.Ready contract until the group has nothing more.
 func (g *Group) handleReady() error {
 	g.invalidateStrong()
+	// The published strong-read state (StrongReadState) keeps above the
+	// GC horizon.
+	g.t.SetReadFloor(g.node.eng.GCHorizon())
 	for g.t.HasReady() {
 		rd := g.t.Ready()
 		g.readies.Add(1)

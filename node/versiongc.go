@@ -42,10 +42,14 @@ type GCResult struct {
 // is written at or below the horizon: every write a replica has still to
 // apply is above its safe time (commits above its closed timestamp,
 // prepared transactions above their prepare timestamps), so the history at
-// and below the horizon is final. It also keeps a lagging replica able to
-// serve reads and export snapshots, which it does only at or below its
-// safe time. It is 0 when nothing may be collected (no replicas, or one
-// that has applied nothing).
+// and below the horizon is final, and a lagging replica can still serve
+// reads at its safe time. (Even without the cap a replica's writes to one
+// key land in timestamp order, under its locks, so collecting could not
+// expose a hidden version; the cap is what keeps the contract plain.) A
+// snapshot import may still raise the engine's horizon above some
+// replica's safe time, to the exporter's; reads there then wait for the
+// safe time to reach it (txn.Group.SetReadFloor). It is 0 when nothing may
+// be collected (no replicas, or one that has applied nothing).
 func (n *Node) GCHorizon(ctx context.Context) (tt.Timestamp, error) {
 	now, err := n.clock.Now()
 	if err != nil {
@@ -75,10 +79,12 @@ func (n *Node) CollectVersions(ctx context.Context) (GCResult, error) {
 		return GCResult{}, err
 	}
 	removed, err := n.eng.GCContext(ctx, h)
-	res := GCResult{Horizon: h, Removed: removed, Took: time.Since(start)}
+	// The engine collects at its own horizon when that is higher (a
+	// snapshot import raises it to the exporter's).
+	res := GCResult{Horizon: n.eng.GCHorizon(), Removed: removed, Took: time.Since(start)}
 	if m := n.met; m != nil {
 		m.GCRemoved.Add(float64(removed))
-		m.GCHorizon.Set(float64(h) / 1e9)
+		m.GCHorizon.Set(float64(res.Horizon) / 1e9)
 	}
 	return res, err
 }

@@ -113,13 +113,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.node = n
 	s.peers.SetReceiver(n)
 	p, ok, err := node.LoadPlacement(cfg.Engine)
-	if err != nil {
-		return nil, err
+	if err == nil && ok {
+		err = s.install(p)
 	}
-	if ok {
-		if err := s.install(p); err != nil {
-			return nil, err
-		}
+	if err != nil {
+		n.Stop() // its GC loop and any group started
+		return nil, err
 	}
 	return s, nil
 }

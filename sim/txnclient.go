@@ -591,7 +591,8 @@ func (s *txnSim) dispatchTo(cl *call, replica paxos.ReplicaID) {
 			s.tracef("REQ %s %v kind=%d key=%s group=%d node=%d leader=%v", cl.t.rec.ID, cl.req.Txn.ID, cl.req.Kind, cl.req.Key, cl.group, to.id, rep.g.Replica().IsLeader())
 		}
 		if r := cl.req; r.Kind == txn.ReqSnapshotRead && r.TS == 0 && r.SingleGroup && rep.strong != nil &&
-			to.now().Latest != 0 && (to.now().Latest < rep.strong.LeaseEnd || s.opts.Bug == "stale-fast-read") {
+			to.now().Latest != 0 && (to.now().Latest < rep.strong.LeaseEnd || s.opts.Bug == "stale-fast-read") &&
+			rep.strong.TS >= to.eng.GCHorizon() {
 			// The runtime's fast path: the leader serves the read from its
 			// published state, without entering the group.
 			task := txn.ReadTask{ID: r.ID, Key: r.Key, Start: r.Start, End: r.End, Limit: r.Limit, Reverse: r.Reverse, TS: rep.strong.TS}
@@ -600,6 +601,7 @@ func (s *txnSim) dispatchTo(cl *call, replica paxos.ReplicaID) {
 			s.answerRead(rep, task, kvs, err)
 			return
 		}
+		rep.g.SetReadFloor(to.eng.GCHorizon())
 		rep.g.Handle(to.now(), cl.req)
 		s.process(rep)
 	})

@@ -403,6 +403,7 @@ func (s *txnSim) process(rep *trep) {
 	if _, ok := rep.g.StrongReadState(); !ok && s.opts.Bug != "stale-fast-read" {
 		rep.strong = nil
 	}
+	rep.g.SetReadFloor(n.eng.GCHorizon())
 	for rep.g.HasReady() && n.up {
 		rd := rep.g.Ready()
 		// A crash planned for this point strikes after the Ready's early

@@ -141,6 +141,7 @@ type Group struct {
 
 	leading    bool
 	lastClose  tt.Timestamp
+	readFloor  tt.Timestamp // see SetReadFloor
 	now        tt.Interval
 	retrying   bool
 	retryAgain bool
@@ -1194,12 +1195,32 @@ func (g *Group) askClose(ts tt.Timestamp) {
 	g.sendMsg(Msg{Type: MsgCloseRequest, To: g.id, TS: ts})
 }
 
+// SetReadFloor tells the group that versions below ts may be collected
+// (the store's GC horizon, which only rises): it never picks a read
+// timestamp below it. A single-group strong read at an idle group would
+// otherwise pick the group's last write, which falls below the horizon once
+// the group has been idle longer than the version retention.
+func (g *Group) SetReadFloor(ts tt.Timestamp) { g.readFloor = max(g.readFloor, ts) }
+
+// singleStrongTS is a single-group strong read's timestamp at a serving
+// leader with nothing prepared: the last applied timestamp, or, when that
+// is below the read floor, the safe time (every timestamp from the last
+// applied one up to the safe time reads the same state), or the floor
+// itself if the safe time is below it too (the read then waits for it).
+func (g *Group) singleStrongTS() tt.Timestamp {
+	ts := max(g.r.LastAppliedTS(), 1)
+	if ts < g.readFloor {
+		ts = max(g.readFloor, g.SafeTime())
+	}
+	return ts
+}
+
 // pickStrong chooses a strong read timestamp (invariant 9): the last
-// applied timestamp at a single group's leader with nothing prepared,
-// else TT.now().latest.
+// applied timestamp at a single group's leader with nothing prepared
+// (singleStrongTS), else TT.now().latest.
 func (g *Group) pickStrong(single bool) (tt.Timestamp, error) {
 	if single && g.serving() && len(g.prepared) == 0 {
-		return max(g.r.LastAppliedTS(), 1), nil
+		return g.singleStrongTS(), nil
 	}
 	if !paxosHealthy(g.now) {
 		return 0, fmt.Errorf("%w: clock unhealthy", ErrTimeout)
@@ -1225,7 +1246,7 @@ func (g *Group) StrongReadState() (StrongRead, bool) {
 	if !g.serving() || len(g.prepared) > 0 {
 		return StrongRead{}, false
 	}
-	ts := max(g.r.LastAppliedTS(), 1)
+	ts := g.singleStrongTS()
 	if ts > g.SafeTime() {
 		return StrongRead{}, false
 	}
@@ -1245,7 +1266,7 @@ func (g *Group) staleRead(req Request) {
 	if req.MaxStaleness > 0 && paxosHealthy(g.now) {
 		min = max(min, g.now.Latest.Add(-req.MaxStaleness))
 	}
-	ts := max(safe, min)
+	ts := max(safe, min, g.readFloor)
 	g.readAt(ReadTask{ID: req.ID, Key: req.Key, Start: req.Start, End: req.End, Limit: req.Limit, Reverse: req.Reverse, TS: ts})
 }
 
