@@ -11,12 +11,10 @@ import (
 	"github.com/meridiandb/meridian/tt"
 )
 
-// GC round bounds: a round ends after this many deletions or this many
-// versions examined, whichever comes first, and commits its deletions.
-const (
-	gcRoundDeletes  = 1024
-	gcRoundExamined = 16 << 10
-)
+// gcRoundDeletes bounds a GC round: it ends after this many deletions or
+// 16 times as many versions examined, whichever comes first, and commits
+// its deletions.
+const gcRoundDeletes = 1024
 
 // GC removes versions that no read at or above horizon can see: for each
 // key, every version older than its newest version <= horizon, and that
@@ -51,36 +49,77 @@ const gcMaxRedo = 100
 func (e *Engine) GCContext(ctx context.Context, horizon tt.Timestamp) (removed int, err error) {
 	e.gcRunMu.Lock()
 	defer e.gcRunMu.Unlock()
-
-	if err := e.acquire(); err != nil {
+	p, err := e.NewGCPass(horizon, 0)
+	if err != nil {
 		return 0, err
 	}
-	err = e.setHorizon(horizon)
+	for {
+		if err := ctx.Err(); err != nil {
+			return p.Removed(), err
+		}
+		done, err := p.Step()
+		if done || err != nil {
+			return p.Removed(), err
+		}
+	}
+}
+
+// GCPass is one collection pass (see GC) driven a round at a time, for a
+// caller that interleaves rounds with other work (the simulator). Run one
+// pass at a time per engine; abandoning a pass between rounds is harmless.
+type GCPass struct {
+	e            *Engine
+	h            tt.Timestamp
+	roundDeletes int
+	st           gcState
+	resume       []byte // nil when done
+	removed      int
+}
+
+// NewGCPass raises the horizon as GC does and returns the pass, whose
+// rounds end after roundDeletes deletions (0: the default, 1024).
+func (e *Engine) NewGCPass(horizon tt.Timestamp, roundDeletes int) (*GCPass, error) {
+	if err := e.acquire(); err != nil {
+		return nil, err
+	}
+	err := e.setHorizon(horizon)
 	h := e.GCHorizon()
 	e.release()
 	if err != nil {
-		return 0, fmt.Errorf("kv: gc: %w", err)
+		return nil, fmt.Errorf("kv: gc: %w", err)
 	}
+	if roundDeletes <= 0 {
+		roundDeletes = gcRoundDeletes
+	}
+	return &GCPass{e: e, h: h, roundDeletes: roundDeletes, resume: []byte{spaceData}}, nil
+}
 
-	var st gcState
-	resume := []byte{spaceData}
-	for redo := 0; resume != nil; {
-		if err := ctx.Err(); err != nil {
-			return removed, err
-		}
-		saved := st.clone()
-		n, next, err := e.gcRound(h, resume, &st)
+// Horizon is the horizon the pass collects at.
+func (p *GCPass) Horizon() tt.Timestamp { return p.h }
+
+// Removed is how many versions the pass has removed so far.
+func (p *GCPass) Removed() int { return p.removed }
+
+// Step runs the next round, redoing it if a batch replacing history raced
+// it, and reports whether the pass is done.
+func (p *GCPass) Step() (done bool, err error) {
+	if p.resume == nil {
+		return true, nil
+	}
+	for redo := 0; ; redo++ {
+		saved := p.st.clone()
+		n, next, err := p.e.gcRound(p.h, p.resume, &p.st, p.roundDeletes)
 		if errors.Is(err, errGCRaced) && redo < gcMaxRedo {
-			st, redo = saved, redo+1
+			p.st = saved
 			continue
 		}
-		removed += n
 		if err != nil {
-			return removed, fmt.Errorf("kv: gc at horizon %d: %w", int64(h), err)
+			return false, fmt.Errorf("kv: gc at horizon %d: %w", int64(p.h), err)
 		}
-		resume, redo = next, 0
+		p.removed += n
+		p.resume = next
+		return next == nil, nil
 	}
-	return removed, nil
 }
 
 // gcTestBeforeApply, set only by tests, runs between a GC round's scan
@@ -108,7 +147,7 @@ func (st gcState) clone() gcState {
 // removed and the key to resume at (nil when done). It fails with
 // errGCRaced, deleting nothing, if a batch replacing history committed
 // after it began; st is then the caller's to restore.
-func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState) (removed int, next []byte, err error) {
+func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState, maxDeletes int) (removed int, next []byte, err error) {
 	if err := e.acquire(); err != nil {
 		return 0, nil, err
 	}
@@ -128,7 +167,7 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState) (removed in
 	examined := 0
 	valid := it.First()
 	for valid {
-		if pb.Count() >= gcRoundDeletes || examined >= gcRoundExamined {
+		if int(pb.Count()) >= maxDeletes || examined >= 16*maxDeletes {
 			next = bytes.Clone(it.Key())
 			break
 		}

@@ -215,8 +215,9 @@ func (f walFile) SyncTo(length int64) (bool, error) {
 // vfs.MemFS.CrashClone draws its random choices in map order, so the same
 // seed would keep different writes from run to run; here the randomness is
 // one draw from rng. Only the newest WAL can hold unsynced writes that
-// matter: Pebble syncs a WAL before it moves to the next one, and syncs
-// tables and manifest records before it relies on them.
+// matter: Pebble syncs a WAL before it moves to the next one (a sync the
+// hold withholds, so older WALs are kept whole here), and syncs tables and
+// manifest records before it relies on them.
 func crashClone(fs *vfs.MemFS, rng *rand.Rand) (*vfs.MemFS, error) {
 	synced := fs.CrashClone(vfs.CrashCloneCfg{})
 	all := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(0, 0))})
@@ -232,6 +233,21 @@ func crashClone(fs *vfs.MemFS, rng *rand.Rand) (*vfs.MemFS, error) {
 	}
 	if wal == "" {
 		return synced, nil
+	}
+	// Older WALs are whole: Pebble closes a WAL, syncing it, when it
+	// rotates to the next (a sync withheld here, which left their tails
+	// unsynced and the image not a prefix of the writes).
+	for _, name := range names {
+		if strings.HasSuffix(name, ".log") && name != wal {
+			p := all.PathJoin(engineDir, name)
+			b, err := readMemFile(all, p)
+			if err != nil {
+				return nil, err
+			}
+			if err := writeMemFile(synced, p, b); err != nil {
+				return nil, err
+			}
+		}
 	}
 	path := all.PathJoin(engineDir, wal)
 	written, err := readMemFile(all, path)
@@ -261,21 +277,29 @@ func crashClone(fs *vfs.MemFS, rng *rand.Rand) (*vfs.MemFS, error) {
 		}
 		copy(kept[off:], w)
 	}
-	f, err := synced.Create(path, vfs.WriteCategoryUnspecified)
-	if err != nil {
+	if err := writeMemFile(synced, path, kept); err != nil {
 		return nil, err
 	}
-	if _, err := f.Write(kept); err != nil {
-		return nil, err
+	return synced, nil
+}
+
+// writeMemFile replaces path in fs with b, synced.
+func writeMemFile(fs *vfs.MemFS, path string, b []byte) error {
+	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		return err
 	}
 	if err := errors.Join(f.Sync(), f.Close()); err != nil {
-		return nil, err
+		return err
 	}
-	d, err := synced.OpenDir(engineDir)
+	d, err := fs.OpenDir(engineDir)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return synced, errors.Join(d.Sync(), d.Close())
+	return errors.Join(d.Sync(), d.Close())
 }
 
 func readMemFile(fs *vfs.MemFS, path string) ([]byte, error) {

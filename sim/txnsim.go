@@ -135,6 +135,8 @@ const (
 	// SimRetention is the version retention of simulated nodes.
 	SimRetention = 3 * time.Second
 	simGCEvery   = time.Second
+	// simGCRoundDeletes bounds a simulated GC round's deletions.
+	simGCRoundDeletes = 4
 )
 
 type tnode struct {
@@ -148,6 +150,8 @@ type tnode struct {
 	crashMid time.Duration
 	// lastSync is when the node's latest scheduled WAL sync completes.
 	lastSync tt.Timestamp
+	// gcBusy: a version GC pass is running a round at a time (collect).
+	gcBusy bool
 }
 
 type trep struct {
@@ -655,7 +659,11 @@ func (s *txnSim) scheduleGC(n *tnode) {
 	})
 }
 
-// collect runs one version GC pass on n, as a node does.
+// collect starts a version GC pass on n at the horizon a node computes,
+// and runs it a round at a time, one event per round 0.5–2 ms apart, so
+// that rounds interleave with the node's applies, snapshot installs and
+// crashes. Rounds are small (simGCRoundDeletes) so passes span rounds. A
+// crash abandons the pass, as stopping a node does.
 func (s *txnSim) collect(n *tnode) {
 	if !n.up {
 		return
@@ -671,13 +679,38 @@ func (s *txnSim) collect(n *tnode) {
 	if h <= 0 {
 		return
 	}
-	removed, err := n.eng.GC(h)
+	if n.gcBusy {
+		return // one pass at a time
+	}
+	p, err := n.eng.NewGCPass(h, simGCRoundDeletes)
 	if err != nil {
 		s.violation("node %d: gc at %d: %v", n.id, h, err)
 		return
 	}
-	s.res.GCRemoved += removed
-	s.tracef("gc node %d at %d: %d versions removed", n.id, h, removed)
+	n.gcBusy = true
+	ep := n.epoch
+	var step func()
+	step = func() {
+		if !n.up || n.epoch != ep {
+			s.tracef("gc node %d at %d: abandoned by a crash after %d versions", n.id, p.Horizon(), p.Removed())
+			n.gcBusy = false
+			return
+		}
+		before := p.Removed()
+		done, err := p.Step()
+		s.res.GCRemoved += p.Removed() - before
+		switch {
+		case err != nil:
+			s.violation("node %d: gc at %d: %v", n.id, p.Horizon(), err)
+			n.gcBusy = false
+		case done:
+			s.tracef("gc node %d at %d: %d versions removed", n.id, p.Horizon(), p.Removed())
+			n.gcBusy = false
+		default:
+			s.loop.After(int64(500*time.Microsecond)+s.rng.Int64N(int64(1500*time.Microsecond)), step)
+		}
+	}
+	step()
 }
 
 func (s *txnSim) run() TxnResult {
