@@ -70,20 +70,39 @@ func (n *Node) GCHorizon(ctx context.Context) (tt.Timestamp, error) {
 	return max(h, 0), nil
 }
 
-// CollectVersions runs one collection pass at GCHorizon. It stops early,
-// with ctx's error, when ctx ends; the next pass finishes the work.
+// CollectVersions runs one collection pass at GCHorizon, one at a time.
+// It paces itself, resting after each round as long as the round took, so
+// that a pass over a large store takes at most half of a core from the
+// work the node serves. It stops early, with ctx's error, when ctx ends;
+// the next pass finishes the work.
 func (n *Node) CollectVersions(ctx context.Context) (GCResult, error) {
+	n.gcMu.Lock()
+	defer n.gcMu.Unlock()
 	start := time.Now()
 	h, err := n.GCHorizon(ctx)
 	if err != nil || h == 0 {
 		return GCResult{}, err
 	}
-	removed, err := n.eng.GCContext(ctx, h)
+	p, err := n.eng.NewGCPass(h, 0)
+	if err != nil {
+		return GCResult{}, err
+	}
+	for done := false; !done && err == nil; {
+		round := time.Now()
+		if done, err = p.Step(); done || err != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(time.Since(round)):
+		}
+	}
 	// The engine collects at its own horizon when that is higher (a
 	// snapshot import raises it to the exporter's).
-	res := GCResult{Horizon: n.eng.GCHorizon(), Removed: removed, Took: time.Since(start)}
+	res := GCResult{Horizon: p.Horizon(), Removed: p.Removed(), Took: time.Since(start)}
 	if m := n.met; m != nil {
-		m.GCRemoved.Add(float64(removed))
+		m.GCRemoved.Add(float64(res.Removed))
 		m.GCHorizon.Set(float64(res.Horizon) / 1e9)
 	}
 	return res, err
