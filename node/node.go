@@ -50,7 +50,7 @@ type Node struct {
 	retention time.Duration
 	stopGC    chan struct{} // closed by Stop
 	stopOnce  sync.Once
-	gcMu      sync.Mutex // one CollectVersions at a time
+	gcMu      sync.Mutex    // one CollectVersions at a time
 	gcDone    chan struct{} // closed when runGC returns (nil: no scheduled GC)
 
 	mu        sync.RWMutex
