@@ -34,7 +34,9 @@ func countVersions(t *testing.T, eng *kv.Engine, key []byte) int {
 // and a replica that has not applied everything caps the horizon at its
 // safe time, so no version a later apply could still need is collected.
 func TestVersionGC(t *testing.T) {
-	const retention = 300 * time.Millisecond
+	// Every node must collect within the retention of the fresh commit
+	// below (or its horizon passes it): ample for a loaded CI machine.
+	const retention = 1500 * time.Millisecond
 	c := newTestClusterWith(t, 3, 2, func(cfg *Config) { cfg.VersionRetention, cfg.GCInterval = retention, -1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
