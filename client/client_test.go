@@ -112,6 +112,7 @@ func TestClient(t *testing.T) {
 			t.Run("ErrorRollsBack", func(t *testing.T) { testErrorRollsBack(t, c) })
 			t.Run("BeginCommitRollback", func(t *testing.T) { testBegin(t, c) })
 			t.Run("FollowsLeaderHints", func(t *testing.T) { testLeaderHints(t, tc, mode.unary) })
+			t.Run("BeyondRetention", func(t *testing.T) { testBeyondRetention(t, tc, c) })
 		})
 	}
 }
@@ -721,6 +722,30 @@ func testLeaderHints(t *testing.T, tc *testCluster, unary bool) {
 	for g, n := range now {
 		if c.leaders[g] != uint64(n) && leaders[g] == n {
 			t.Errorf("client believes node %d leads group %d; it is %d", c.leaders[g], g, n)
+		}
+	}
+}
+
+// testBeyondRetention: once the nodes have collected versions (at the
+// default one-hour retention), a read further back fails with
+// ErrFailedPrecondition; one within the retention still works.
+func testBeyondRetention(t *testing.T, tc *testCluster, c *Client) {
+	ctx := testCtx(t)
+	for _, nd := range tc.nodes {
+		if _, err := nd.srv.Node().CollectVersions(ctx); err != nil {
+			t.Fatalf("node %d: collect: %v", nd.id, err)
+		}
+	}
+	now := time.Now().UnixNano()
+	for _, key := range []string{"b/old", "y/old"} { // two shards
+		ro := c.ReadOnlyTransaction().WithTimestampBound(ReadTimestamp(now - int64(2*time.Hour)))
+		_, err := ro.Get(ctx, []byte(key))
+		ro.Close()
+		if !errors.Is(err, ErrFailedPrecondition) {
+			t.Errorf("read of %q two hours back: %v; want ErrFailedPrecondition", key, err)
+		}
+		if _, ok := getAt(t, c, now-int64(30*time.Minute), key); ok {
+			t.Errorf("%q found half an hour back", key)
 		}
 	}
 }
