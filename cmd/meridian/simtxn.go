@@ -41,7 +41,9 @@ in every other region; spread: one voter per region), with clients in every
 region running bank transfers across shards, read-modify-write registers,
 real-time probes (a writer commits one key per shard in order while readers
 elsewhere read them back in reverse), strong read-only audits of every
-account and bounded-staleness reads.
+account and bounded-staleness reads. Every node collects old versions as it
+runs (3 s retention, a few deletions per event), and some register writes
+are deletes.
 
 After every seed it checks: real-time order implies timestamp order, every
 read returns the latest write at or below its timestamp, no lost updates, no
