@@ -2,7 +2,6 @@ package kv
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 
@@ -35,38 +34,27 @@ const gcRoundDeletes = 1024
 // replaces history (ClearData, ImportSnapshotChunk): a round that raced one
 // is thrown away and redone on what the batch left.
 func (e *Engine) GC(horizon tt.Timestamp) (removed int, err error) {
-	return e.GCContext(context.Background(), horizon)
-}
-
-// gcMaxRedo bounds how many times in a row a round is redone because a
-// batch replacing history landed while it ran.
-const gcMaxRedo = 100
-
-// GCContext is GC that stops between rounds once ctx is done, returning
-// what it removed so far and ctx's error. A stopped pass is harmless: the
-// horizon is already raised, no round left a hidden value exposed, and the
-// next pass collects the rest.
-func (e *Engine) GCContext(ctx context.Context, horizon tt.Timestamp) (removed int, err error) {
 	e.gcRunMu.Lock()
 	defer e.gcRunMu.Unlock()
 	p, err := e.NewGCPass(horizon, 0)
 	if err != nil {
 		return 0, err
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return p.Removed(), err
-		}
-		done, err := p.Step()
-		if done || err != nil {
-			return p.Removed(), err
-		}
+	for done := false; !done && err == nil; {
+		done, err = p.Step()
 	}
+	return p.Removed(), err
 }
 
+// gcMaxRedo bounds how many times in a row a round is redone because a
+// batch replacing history landed while it ran.
+const gcMaxRedo = 100
+
 // GCPass is one collection pass (see GC) driven a round at a time, for a
-// caller that interleaves rounds with other work (the simulator). Run one
-// pass at a time per engine; abandoning a pass between rounds is harmless.
+// caller that paces rounds or interleaves them with other work (the node
+// runtime, the simulator). Run one pass at a time per engine. Abandoning a
+// pass between rounds is harmless: the horizon is already raised, no round
+// left a hidden value exposed, and the next pass collects the rest.
 type GCPass struct {
 	e            *Engine
 	h            tt.Timestamp

@@ -48,10 +48,9 @@ type Node struct {
 	met    *Metrics
 
 	retention time.Duration
-	stopGC    chan struct{} // closed by Stop
-	stopOnce  sync.Once
-	gcMu      sync.Mutex    // one CollectVersions at a time
-	gcDone    chan struct{} // closed when runGC returns (nil: no scheduled GC)
+	gcMu      sync.Mutex         // one CollectVersions at a time
+	stopGC    context.CancelFunc // ends runGC (Stop)
+	gcDone    chan struct{}      // closed when runGC returns (nil: no scheduled GC)
 
 	mu        sync.RWMutex
 	groups    map[uint64]*Group
@@ -121,10 +120,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{id: cfg.ID, region: cfg.Region, eng: cfg.Engine, clock: cfg.Clock, tr: cfg.Transport, met: cfg.Metrics,
 		log: cfg.Logger.With("node", cfg.ID), groups: map[uint64]*Group{}, leaders: map[uint64]NodeID{},
-		retention: cfg.VersionRetention, stopGC: make(chan struct{})}
+		retention: cfg.VersionRetention, stopGC: func() {}}
 	if cfg.GCInterval > 0 {
+		var ctx context.Context
+		ctx, n.stopGC = context.WithCancel(context.Background())
 		n.gcDone = make(chan struct{})
-		go n.runGC(cfg.GCInterval)
+		go n.runGC(ctx, cfg.GCInterval)
 	}
 	return n, nil
 }
@@ -351,7 +352,7 @@ func (n *Node) Drain(ctx context.Context) {
 // Stop stops every group and waits for their goroutines. The engine is the
 // caller's to close.
 func (n *Node) Stop() {
-	n.stopOnce.Do(func() { close(n.stopGC) })
+	n.stopGC()
 	if n.gcDone != nil {
 		<-n.gcDone
 	}

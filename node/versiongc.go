@@ -2,13 +2,14 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
+	"github.com/meridiandb/meridian/kv"
 	"github.com/meridiandb/meridian/tt"
 	"github.com/meridiandb/meridian/txn"
+	"github.com/meridiandb/meridian/txn/txnkv"
 )
 
 // Version garbage collection. Every MVCC version a write leaves stays until
@@ -36,38 +37,28 @@ type GCResult struct {
 	Took time.Duration
 }
 
-// GCHorizon is the timestamp this node may collect versions at now: the
-// clock's earliest now minus the retention, capped by every hosted
-// replica's safe time. The cap keeps kv.Engine.GC's contract that nothing
-// is written at or below the horizon: every write a replica has still to
-// apply is above its safe time (commits above its closed timestamp,
-// prepared transactions above their prepare timestamps), so the history at
-// and below the horizon is final, and a lagging replica can still serve
-// reads at its safe time. (Even without the cap a replica's writes to one
+// GCHorizon is the timestamp this node may collect versions at now
+// (txnkv.GCHorizon over the safe times of the replicas it hosts; 0 when
+// nothing may be collected). A snapshot import may still raise the
+// engine's horizon above some replica's safe time, to the exporter's;
+// reads there then wait for the safe time to reach it
+// (txn.Group.SetReadFloor). Even without the cap a replica's writes to one
 // key land in timestamp order, under its locks, so collecting could not
-// expose a hidden version; the cap is what keeps the contract plain.) A
-// snapshot import may still raise the engine's horizon above some
-// replica's safe time, to the exporter's; reads there then wait for the
-// safe time to reach it (txn.Group.SetReadFloor). It is 0 when nothing may
-// be collected (no replicas, or one that has applied nothing).
+// expose a hidden version; the cap is what keeps kv's contract plain.
 func (n *Node) GCHorizon(ctx context.Context) (tt.Timestamp, error) {
 	now, err := n.clock.Now()
 	if err != nil {
 		return 0, fmt.Errorf("gc horizon: %w", err)
 	}
-	h := now.Earliest - tt.Timestamp(n.retention)
-	groups := n.Groups()
-	if len(groups) == 0 || h <= 0 {
-		return 0, nil
-	}
-	for _, g := range groups {
-		var safe tt.Timestamp
-		if err := g.Call(ctx, func(t *txn.Group, _ tt.Interval) { safe = t.SafeTime() }); err != nil {
+	var safe []tt.Timestamp
+	for _, g := range n.Groups() {
+		var s tt.Timestamp
+		if err := g.Call(ctx, func(t *txn.Group, _ tt.Interval) { s = t.SafeTime() }); err != nil {
 			return 0, fmt.Errorf("gc horizon: safe time of group %d: %w", g.cfg.Group, err)
 		}
-		h = min(h, safe)
+		safe = append(safe, s)
 	}
-	return max(h, 0), nil
+	return txnkv.GCHorizon(now.Earliest, n.retention, safe), nil
 }
 
 // CollectVersions runs one collection pass at GCHorizon, one at a time.
@@ -87,17 +78,7 @@ func (n *Node) CollectVersions(ctx context.Context) (GCResult, error) {
 	if err != nil {
 		return GCResult{}, err
 	}
-	for done := false; !done && err == nil; {
-		round := time.Now()
-		if done, err = p.Step(); done || err != nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-time.After(time.Since(round)):
-		}
-	}
+	err = paceRounds(ctx, p)
 	// The engine collects at its own horizon when that is higher (a
 	// snapshot import raises it to the exporter's).
 	res := GCResult{Horizon: p.Horizon(), Removed: p.Removed(), Took: time.Since(start)}
@@ -108,26 +89,37 @@ func (n *Node) CollectVersions(ctx context.Context) (GCResult, error) {
 	return res, err
 }
 
+// paceRounds runs p to the end, resting after each round as long as it
+// took, or until ctx ends.
+func paceRounds(ctx context.Context, p *kv.GCPass) error {
+	for {
+		round := time.Now()
+		done, err := p.Step()
+		if done || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Since(round)):
+		}
+	}
+}
+
 // runGC collects every interval (±10%, so nodes started together spread
-// out) until the node stops.
-func (n *Node) runGC(interval time.Duration) {
+// out) until ctx ends (Stop).
+func (n *Node) runGC(ctx context.Context, interval time.Duration) {
 	defer close(n.gcDone)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-n.stopGC
-		cancel()
-	}()
 	for {
 		jitter := time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
 		select {
-		case <-n.stopGC:
+		case <-ctx.Done():
 			return
 		case <-time.After(interval + jitter):
 		}
 		res, err := n.CollectVersions(ctx)
 		switch {
-		case errors.Is(err, context.Canceled):
+		case ctx.Err() != nil:
 			return
 		case err != nil:
 			n.log.Warn("version gc failed", "err", err, "removed", res.Removed)

@@ -127,10 +127,9 @@ type TxnResult struct {
 }
 
 // Version GC in the simulation: every node collects about once a virtual
-// second at the horizon a node computes (node.Node.GCHorizon): its
-// clock's earliest now minus the retention, capped by the safe time of
-// every replica it hosts. The retention is short so that collection runs
-// alongside the faults, snapshots and crashes of a run.
+// second at the horizon a node computes (txnkv.GCHorizon). The retention
+// is short so that collection runs alongside the faults, snapshots and
+// crashes of a run.
 const (
 	// SimRetention is the version retention of simulated nodes.
 	SimRetention = 3 * time.Second
@@ -672,15 +671,13 @@ func (s *txnSim) collect(n *tnode) {
 	if now.Latest == 0 {
 		return // no healthy clock: no horizon
 	}
-	h := now.Earliest - tt.Timestamp(SimRetention)
+	var safe []tt.Timestamp
 	for _, gid := range sortedKeys(n.reps) {
-		h = min(h, n.reps[gid].g.SafeTime())
+		safe = append(safe, n.reps[gid].g.SafeTime())
 	}
-	if h <= 0 {
+	h := txnkv.GCHorizon(now.Earliest, SimRetention, safe)
+	if h == 0 || n.gcBusy { // nothing to collect, or a pass under way
 		return
-	}
-	if n.gcBusy {
-		return // one pass at a time
 	}
 	p, err := n.eng.NewGCPass(h, simGCRoundDeletes)
 	if err != nil {
@@ -699,16 +696,15 @@ func (s *txnSim) collect(n *tnode) {
 		before := p.Removed()
 		done, err := p.Step()
 		s.res.GCRemoved += p.Removed() - before
-		switch {
-		case err != nil:
+		if err != nil {
 			s.violation("node %d: gc at %d: %v", n.id, p.Horizon(), err)
-			n.gcBusy = false
-		case done:
+		}
+		if done || err != nil {
 			s.tracef("gc node %d at %d: %d versions removed", n.id, p.Horizon(), p.Removed())
 			n.gcBusy = false
-		default:
-			s.loop.After(int64(500*time.Microsecond)+s.rng.Int64N(int64(1500*time.Microsecond)), step)
+			return
 		}
+		s.loop.After(int64(500*time.Microsecond)+s.rng.Int64N(int64(1500*time.Microsecond)), step)
 	}
 	step()
 }

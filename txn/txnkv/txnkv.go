@@ -6,9 +6,11 @@ package txnkv
 
 import (
 	"errors"
+	"time"
 
 	"github.com/meridiandb/meridian/kv"
 	"github.com/meridiandb/meridian/paxos/pebblestore"
+	"github.com/meridiandb/meridian/tt"
 	"github.com/meridiandb/meridian/txn"
 )
 
@@ -101,4 +103,25 @@ func Records(r kv.Reader, group uint64) ([][2][]byte, error) {
 		return nil
 	})
 	return out, err
+}
+
+// GCHorizon is the timestamp a node may collect versions at (the node
+// runtime and the simulator share it): the clock's earliest now minus the
+// retention, capped by the safe time of every replica the node hosts. The
+// cap keeps kv.Engine.GC's contract that nothing is written at or below the
+// horizon: every write a replica has still to apply is above its safe time
+// (commits above its closed timestamp, prepared transactions above their
+// prepare timestamps), so the history at and below the horizon is final,
+// and a lagging replica can still serve reads at its safe time. It is 0
+// when nothing may be collected (no replicas, or one that has applied
+// nothing).
+func GCHorizon(earliest tt.Timestamp, retention time.Duration, safeTimes []tt.Timestamp) tt.Timestamp {
+	if len(safeTimes) == 0 {
+		return 0
+	}
+	h := earliest.Add(-retention)
+	for _, s := range safeTimes {
+		h = min(h, s)
+	}
+	return max(h, 0)
 }

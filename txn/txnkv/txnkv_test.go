@@ -2,12 +2,14 @@ package txnkv
 
 import (
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/meridiandb/meridian/kv"
 	"github.com/meridiandb/meridian/paxos"
 	"github.com/meridiandb/meridian/paxos/pebblestore"
+	"github.com/meridiandb/meridian/tt"
 	"github.com/meridiandb/meridian/txn"
 )
 
@@ -72,5 +74,25 @@ func TestPersistSyncsOnlyWhatMustBeDurable(t *testing.T) {
 	// An empty Ready writes nothing.
 	if sync, err := Persist(eng, store, 7, &txn.Ready{}); err != nil || sync != nil {
 		t.Fatalf("empty Ready: sync %v, err %v", sync != nil, err)
+	}
+}
+
+func TestGCHorizon(t *testing.T) {
+	const now = tt.Timestamp(100 * time.Second)
+	for _, c := range []struct {
+		safe []tt.Timestamp
+		want tt.Timestamp
+	}{
+		{nil, 0}, // no replicas: nothing to collect
+		{[]tt.Timestamp{now}, now - tt.Timestamp(time.Minute)},                                // the retention binds
+		{[]tt.Timestamp{now, tt.Timestamp(20 * time.Second)}, tt.Timestamp(20 * time.Second)}, // a lagging replica binds
+		{[]tt.Timestamp{now, 0}, 0}, // one that applied nothing
+	} {
+		if got := GCHorizon(now, time.Minute, c.safe); got != c.want {
+			t.Errorf("GCHorizon(%d, 1m, %v) = %d; want %d", now, c.safe, got, c.want)
+		}
+	}
+	if got := GCHorizon(tt.Timestamp(time.Second), time.Minute, []tt.Timestamp{tt.Timestamp(time.Second)}); got != 0 {
+		t.Errorf("a retention longer than the clock's reading: %d; want 0", got)
 	}
 }
