@@ -305,16 +305,16 @@ func FuzzTxnMsgFromPB(f *testing.F) {
 	})
 }
 
-// fakePaxosStream feeds batches to Server.Paxos.
-type fakePaxosStream struct {
+// fakePeerStream feeds batches to Server.Peer.
+type fakePeerStream struct {
 	grpc.ServerStream
-	batches []*meridianpb.PaxosBatch
+	batches []*meridianpb.PeerBatch
 	closed  bool
 }
 
-func (s *fakePaxosStream) Context() context.Context { return context.Background() }
+func (s *fakePeerStream) Context() context.Context { return context.Background() }
 
-func (s *fakePaxosStream) Recv() (*meridianpb.PaxosBatch, error) {
+func (s *fakePeerStream) Recv() (*meridianpb.PeerBatch, error) {
 	if len(s.batches) == 0 {
 		return nil, io.EOF
 	}
@@ -323,7 +323,7 @@ func (s *fakePaxosStream) Recv() (*meridianpb.PaxosBatch, error) {
 	return b, nil
 }
 
-func (s *fakePaxosStream) SendAndClose(*meridianpb.Ack) error { s.closed = true; return nil }
+func (s *fakePeerStream) SendAndClose(*meridianpb.Ack) error { s.closed = true; return nil }
 
 // newBareServer is a server over an in-memory engine, never started and
 // never initialized: it hosts no group, so delivered messages go nowhere.
@@ -344,7 +344,7 @@ func newBareServer(tb testing.TB) *Server {
 	return srv
 }
 
-func FuzzPaxosBatch(f *testing.F) {
+func FuzzPeerBatch(f *testing.F) {
 	msgs := []paxos.Message{
 		{Type: paxos.MsgPrepare, Group: 1, From: 1, To: 2, Ballot: paxos.Ballot{Round: 3, Replica: 1}},
 		{Type: paxos.MsgAccept, Group: 2, From: 1, To: 3, Index: 9, Chosen: 8, Entries: []paxos.Entry{{Index: 9, TS: 5, CommitWait: true, Data: []byte("x")}},
@@ -356,7 +356,7 @@ func FuzzPaxosBatch(f *testing.F) {
 	for _, m := range msgs {
 		raw := paxos.AppendMessage(nil, &m)
 		f.Add(raw)
-		b, _ := proto.Marshal(&meridianpb.PaxosBatch{Msgs: [][]byte{raw, raw}})
+		b, _ := proto.Marshal(&meridianpb.PeerBatch{Paxos: [][]byte{raw, raw}})
 		f.Add(b)
 		f.Add(raw[:len(raw)/2])
 	}
@@ -378,9 +378,9 @@ func FuzzPaxosBatch(f *testing.F) {
 		// The server's stream path: the bytes as one message, and as a
 		// whole batch.
 		batches := [][][]byte{{data}}
-		var pb meridianpb.PaxosBatch
-		if proto.Unmarshal(data, &pb) == nil {
-			batches = append(batches, pb.Msgs)
+		var pb meridianpb.PeerBatch
+		if proto.Unmarshal(data, &pb) == nil && len(pb.Txn) == 0 {
+			batches = append(batches, pb.Paxos)
 		}
 		for _, msgs := range batches {
 			bad := false
@@ -389,8 +389,8 @@ func FuzzPaxosBatch(f *testing.F) {
 					bad = true
 				}
 			}
-			stream := &fakePaxosStream{batches: []*meridianpb.PaxosBatch{{Msgs: msgs}}}
-			err := srv.Paxos(stream)
+			stream := &fakePeerStream{batches: []*meridianpb.PeerBatch{{Paxos: msgs}}}
+			err := srv.Peer(stream)
 			switch {
 			case bad && status.Code(err) != codes.InvalidArgument:
 				t.Fatalf("undecodable batch: %v, want InvalidArgument", err)

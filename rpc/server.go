@@ -598,40 +598,41 @@ func (s *Server) Locate(ctx context.Context, _ *meridianpb.LocateRequest) (*meri
 // ---------------------------------------------------------------------------
 // Between nodes
 
-// Paxos receives a stream of Paxos message batches.
-func (s *Server) Paxos(stream meridianpb.Internal_PaxosServer) error {
-	return receive(s, stream.Recv, func() error { return stream.SendAndClose(&meridianpb.Ack{}) }, func(b *meridianpb.PaxosBatch) error {
+// Peer receives a peer node's stream of batches. A batch with a message
+// that does not decode is refused whole: nothing of it is delivered.
+func (s *Server) Peer(stream meridianpb.Internal_PeerServer) error {
+	return receive(s, stream.Recv, func() error { return stream.SendAndClose(&meridianpb.Ack{}) }, func(b *meridianpb.PeerBatch) error {
 		if err := s.sameCluster(b.ClusterId); err != nil {
 			return err
 		}
-		msgs := make([]paxos.Message, 0, len(b.Msgs))
-		for _, raw := range b.Msgs {
+		var pm []paxos.Message
+		if len(b.Paxos) > 0 {
+			pm = make([]paxos.Message, 0, len(b.Paxos))
+		}
+		for _, raw := range b.Paxos {
 			m, err := paxos.DecodeMessage(raw)
 			if err != nil {
 				return status.Errorf(codes.InvalidArgument, "paxos message: %v", err)
 			}
-			msgs = append(msgs, m)
+			pm = append(pm, m)
 		}
-		s.node.DeliverPaxos(msgs)
-		return nil
-	})
-}
-
-// Txn receives a stream of two-phase-commit message batches.
-func (s *Server) Txn(stream meridianpb.Internal_TxnServer) error {
-	return receive(s, stream.Recv, func() error { return stream.SendAndClose(&meridianpb.Ack{}) }, func(b *meridianpb.TxnBatch) error {
-		if err := s.sameCluster(b.ClusterId); err != nil {
-			return err
+		var tm []txn.Msg
+		if len(b.Txn) > 0 {
+			tm = make([]txn.Msg, 0, len(b.Txn))
 		}
-		msgs := make([]txn.Msg, 0, len(b.Msgs))
-		for _, pm := range b.Msgs {
-			m, err := txnMsgFromPB(pm)
+		for _, raw := range b.Txn {
+			m, err := txnMsgFromPB(raw)
 			if err != nil {
 				return status.Errorf(codes.InvalidArgument, "txn message: %v", err)
 			}
-			msgs = append(msgs, m)
+			tm = append(tm, m)
 		}
-		s.node.DeliverTxn(node.NodeID(b.FromNode), msgs)
+		if len(pm) > 0 {
+			s.node.DeliverPaxos(pm)
+		}
+		if len(tm) > 0 {
+			s.node.DeliverTxn(node.NodeID(b.FromNode), tm)
+		}
 		return nil
 	})
 }

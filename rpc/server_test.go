@@ -358,11 +358,11 @@ func testTxnStreamBadType(t *testing.T, c *testCluster) {
 	send := func(msgs ...*meridianpb.TxnMsg) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		stream, err := n.internal().Txn(ctx)
+		stream, err := n.internal().Peer(ctx)
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(&meridianpb.TxnBatch{Msgs: msgs, FromNode: fakeNode, ClusterId: cluster}); err != nil {
+		if err := stream.Send(&meridianpb.PeerBatch{Txn: msgs, FromNode: fakeNode, ClusterId: cluster}); err != nil {
 			_, err = stream.CloseAndRecv()
 			return err
 		}
@@ -408,12 +408,12 @@ func testPaxosStreamGarbage(t *testing.T, c *testCluster) {
 	valid := paxos.AppendMessage(nil, &paxos.Message{Type: paxos.MsgAccept, Group: 777, From: 1, To: 2})
 	for _, raw := range [][]byte{nil, {0xff}, valid[:len(valid)-1], append(append([]byte(nil), valid...), 0)} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		stream, err := n.internal().Paxos(ctx)
+		stream, err := n.internal().Peer(ctx)
 		if err != nil {
 			cancel()
 			t.Fatal(err)
 		}
-		_ = stream.Send(&meridianpb.PaxosBatch{Msgs: [][]byte{valid, raw}, ClusterId: n.srv.clusterID()})
+		_ = stream.Send(&meridianpb.PeerBatch{Paxos: [][]byte{valid, raw}, ClusterId: n.srv.clusterID()})
 		_, err = stream.CloseAndRecv()
 		cancel()
 		if status.Code(err) != codes.InvalidArgument {
@@ -422,12 +422,12 @@ func testPaxosStreamGarbage(t *testing.T, c *testCluster) {
 	}
 	for _, other := range []string{"another", ""} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		stream, err := n.internal().Paxos(ctx)
+		stream, err := n.internal().Peer(ctx)
 		if err != nil {
 			cancel()
 			t.Fatal(err)
 		}
-		_ = stream.Send(&meridianpb.PaxosBatch{Msgs: [][]byte{valid}, ClusterId: other})
+		_ = stream.Send(&meridianpb.PeerBatch{Paxos: [][]byte{valid}, ClusterId: other})
 		_, err = stream.CloseAndRecv()
 		cancel()
 		if status.Code(err) != codes.FailedPrecondition {

@@ -94,3 +94,16 @@ func TestSnappyCorruptInput(t *testing.T) {
 		t.Fatal("corrupt input decompressed without an error")
 	}
 }
+
+// TestCompressOffLoopback: node streams skip compression between loopback
+// addresses only.
+func TestCompressOffLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:26257": false, "127.0.0.2:1": false, "[::1]:26257": false, "localhost:26257": false,
+		"10.0.0.7:26257": true, "[2001:db8::1]:26257": true, "node-1.example:26257": true, "no-port": true,
+	} {
+		if got := compress(addr); got != want {
+			t.Errorf("compress(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package rpc
 import (
 	"context"
 	"log/slog"
+	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -15,8 +17,9 @@ import (
 )
 
 // Peers is the gRPC transport between nodes (node.Transport): one sender
-// goroutine per peer and kind keeps a client stream open, batches whatever
-// queued up into one message, and reconnects after errors. Queues are
+// goroutine per peer keeps a client stream open, batches whatever queued
+// up (Paxos and transaction messages alike) into one message, and
+// reconnects after errors. Queues are
 // bounded; when one is full messages are dropped (Paxos resends).
 type Peers struct {
 	self    node.NodeID
@@ -64,8 +67,7 @@ func (p *Peers) get(id node.NodeID) *peer {
 	if pr == nil {
 		pr = &peer{id: id, paxos: make(chan paxos.Message, paxosQueue), txn: make(chan txn.Msg, txnQueue)}
 		p.peers[id] = pr
-		go p.runPaxos(pr)
-		go p.runTxn(pr)
+		go p.run(pr)
 	}
 	return pr
 }
@@ -104,29 +106,30 @@ func (p *Peers) SendTxn(from, to node.NodeID, msgs []txn.Msg) {
 	}
 }
 
-// conn returns a connection to the peer's current address.
-func (p *Peers) conn(pr *peer) (*grpc.ClientConn, error) {
+// conn returns a connection to the peer's current address, and the
+// address.
+func (p *Peers) conn(pr *peer) (*grpc.ClientConn, string, error) {
 	addr := p.addr(pr.id)
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if pr.conn != nil && pr.addr == addr {
-		return pr.conn, nil
+		return pr.conn, addr, nil
 	}
 	if pr.conn != nil {
 		_ = pr.conn.Close()
 		pr.conn = nil
 	}
 	if addr == "" {
-		return nil, errNoAddr
+		return nil, "", errNoAddr
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := p.dial(ctx, addr)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	pr.conn, pr.addr = c, addr
-	return c, nil
+	return c, addr, nil
 }
 
 type noAddrError struct{}
@@ -145,44 +148,38 @@ func (p *Peers) backoff(d *time.Duration) bool {
 	return true
 }
 
-func (p *Peers) runPaxos(pr *peer) {
-	open := func(c *grpc.ClientConn) (grpc.ClientStreamingClient[meridianpb.PaxosBatch, meridianpb.Ack], error) {
-		return meridianpb.NewInternalClient(c).Paxos(context.Background(), grpc.UseCompressor(SnappyName))
+// compress reports whether streams to addr are snappy-compressed: not on
+// loopback, where bandwidth is memory and compression only costs CPU
+// (~4% more two-group transactions on a 3-node loopback cluster without
+// it).
+func compress(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true
 	}
-	runSender(p, pr, "paxos", pr.paxos, open, func(ms []paxos.Message) *meridianpb.PaxosBatch {
-		b := &meridianpb.PaxosBatch{ClusterId: p.cluster(), Msgs: make([][]byte, len(ms))}
-		for i := range ms {
-			b.Msgs[i] = paxos.AppendMessage(nil, &ms[i])
-		}
-		return b
-	})
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
-func (p *Peers) runTxn(pr *peer) {
-	open := func(c *grpc.ClientConn) (grpc.ClientStreamingClient[meridianpb.TxnBatch, meridianpb.Ack], error) {
-		return meridianpb.NewInternalClient(c).Txn(context.Background(), grpc.UseCompressor(SnappyName))
-	}
-	runSender(p, pr, "txn", pr.txn, open, func(ms []txn.Msg) *meridianpb.TxnBatch {
-		b := &meridianpb.TxnBatch{FromNode: uint64(p.self), ClusterId: p.cluster(), Msgs: make([]*meridianpb.TxnMsg, len(ms))}
-		for i, m := range ms {
-			b.Msgs[i] = txnMsgToPB(m)
-		}
-		return b
-	})
-}
-
-// runSender keeps a client stream to pr open and sends what queues up on q,
-// up to maxBatchMsgs messages per batch, reconnecting with backoff after
-// errors, until the transport closes.
-func runSender[M, B any](p *Peers, pr *peer, kind string, q <-chan M,
-	open func(*grpc.ClientConn) (grpc.ClientStreamingClient[B, meridianpb.Ack], error), batch func([]M) *B) {
+// run keeps a client stream to pr open and sends whatever queued up, Paxos
+// and transaction messages together, up to maxBatchMsgs of each per batch,
+// reconnecting with backoff after errors, until the transport closes.
+func (p *Peers) run(pr *peer) {
 	wait := 10 * time.Millisecond
-	var ms []M
+	var pm []paxos.Message
+	var tm []txn.Msg
 	for {
-		var stream grpc.ClientStreamingClient[B, meridianpb.Ack]
-		conn, err := p.conn(pr)
+		var stream grpc.ClientStreamingClient[meridianpb.PeerBatch, meridianpb.Ack]
+		conn, addr, err := p.conn(pr)
 		if err == nil {
-			stream, err = open(conn)
+			var opts []grpc.CallOption
+			if compress(addr) {
+				opts = append(opts, grpc.UseCompressor(SnappyName))
+			}
+			stream, err = meridianpb.NewInternalClient(conn).Peer(context.Background(), opts...)
 		}
 		if err != nil {
 			if !p.backoff(&wait) {
@@ -192,24 +189,25 @@ func runSender[M, B any](p *Peers, pr *peer, kind string, q <-chan M,
 		}
 		wait = 10 * time.Millisecond
 		for {
+			pm, tm = pm[:0], tm[:0]
 			select {
 			case <-p.done:
 				_, _ = stream.CloseAndRecv()
 				return
-			case m := <-q:
-				ms = append(ms[:0], m)
+			case m := <-pr.paxos:
+				pm = append(pm, m)
+			case m := <-pr.txn:
+				tm = append(tm, m)
 			}
-		drain:
-			for len(ms) < maxBatchMsgs {
-				select {
-				case m := <-q:
-					ms = append(ms, m)
-				default:
-					break drain
-				}
+			if len(pr.paxos) == 0 && len(pr.txn) == 0 {
+				// Let the groups about to send run first: several groups'
+				// messages then share a batch (Paxos batches grow from
+				// ~1.5 messages, and fewer batches cost fewer syscalls).
+				runtime.Gosched()
 			}
-			if err := stream.Send(batch(ms)); err != nil {
-				p.log.Debug(kind+" stream to peer broke", "peer", pr.id, "err", err)
+			pm, tm = drain(pr.paxos, pm), drain(pr.txn, tm)
+			if err := stream.Send(p.batch(pm, tm)); err != nil {
+				p.log.Debug("stream to peer broke", "peer", pr.id, "err", err)
 				break
 			}
 		}
@@ -217,6 +215,36 @@ func runSender[M, B any](p *Peers, pr *peer, kind string, q <-chan M,
 			return
 		}
 	}
+}
+
+// drain appends what q holds, up to maxBatchMsgs in all, without waiting.
+func drain[M any](q <-chan M, ms []M) []M {
+	for len(ms) < maxBatchMsgs {
+		select {
+		case m := <-q:
+			ms = append(ms, m)
+		default:
+			return ms
+		}
+	}
+	return ms
+}
+
+func (p *Peers) batch(pm []paxos.Message, tm []txn.Msg) *meridianpb.PeerBatch {
+	b := &meridianpb.PeerBatch{FromNode: uint64(p.self), ClusterId: p.cluster()}
+	if len(pm) > 0 {
+		b.Paxos = make([][]byte, len(pm))
+		for i := range pm {
+			b.Paxos[i] = paxos.AppendMessage(nil, &pm[i])
+		}
+	}
+	if len(tm) > 0 {
+		b.Txn = make([]*meridianpb.TxnMsg, len(tm))
+		for i, m := range tm {
+			b.Txn[i] = txnMsgToPB(m)
+		}
+	}
+	return b
 }
 
 // Close stops every sender and closes the connections.

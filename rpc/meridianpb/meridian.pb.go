@@ -1787,58 +1787,6 @@ func (x *Placement) GetClusterId() string {
 	return ""
 }
 
-type PaxosBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Msgs          [][]byte               `protobuf:"bytes,1,rep,name=msgs,proto3" json:"msgs,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the sender's cluster: a node refuses batches from another
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PaxosBatch) Reset() {
-	*x = PaxosBatch{}
-	mi := &file_meridian_proto_msgTypes[26]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PaxosBatch) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PaxosBatch) ProtoMessage() {}
-
-func (x *PaxosBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[26]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PaxosBatch.ProtoReflect.Descriptor instead.
-func (*PaxosBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{26}
-}
-
-func (x *PaxosBatch) GetMsgs() [][]byte {
-	if x != nil {
-		return x.Msgs
-	}
-	return nil
-}
-
-func (x *PaxosBatch) GetClusterId() string {
-	if x != nil {
-		return x.ClusterId
-	}
-	return ""
-}
-
 type TxnMsg struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          uint32                 `protobuf:"varint,1,opt,name=type,proto3" json:"type,omitempty"`
@@ -1858,7 +1806,7 @@ type TxnMsg struct {
 
 func (x *TxnMsg) Reset() {
 	*x = TxnMsg{}
-	mi := &file_meridian_proto_msgTypes[27]
+	mi := &file_meridian_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +1818,7 @@ func (x *TxnMsg) String() string {
 func (*TxnMsg) ProtoMessage() {}
 
 func (x *TxnMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[27]
+	mi := &file_meridian_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +1831,7 @@ func (x *TxnMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnMsg.ProtoReflect.Descriptor instead.
 func (*TxnMsg) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{27}
+	return file_meridian_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TxnMsg) GetType() uint32 {
@@ -1963,30 +1911,31 @@ func (x *TxnMsg) GetEpoch() uint64 {
 	return 0
 }
 
-type TxnBatch struct {
+type PeerBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Msgs          []*TxnMsg              `protobuf:"bytes,1,rep,name=msgs,proto3" json:"msgs,omitempty"`
-	FromNode      uint64                 `protobuf:"varint,2,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`   // the sending node (it leads the messages' From groups)
-	ClusterId     string                 `protobuf:"bytes,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the sender's cluster: a node refuses batches from another
+	Paxos         [][]byte               `protobuf:"bytes,1,rep,name=paxos,proto3" json:"paxos,omitempty"` // Paxos messages, each in paxos's own encoding
+	Txn           []*TxnMsg              `protobuf:"bytes,2,rep,name=txn,proto3" json:"txn,omitempty"`
+	FromNode      uint64                 `protobuf:"varint,3,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`   // the sending node (it leads the txn messages' From groups)
+	ClusterId     string                 `protobuf:"bytes,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the sender's cluster: a node refuses batches from another
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *TxnBatch) Reset() {
-	*x = TxnBatch{}
-	mi := &file_meridian_proto_msgTypes[28]
+func (x *PeerBatch) Reset() {
+	*x = PeerBatch{}
+	mi := &file_meridian_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *TxnBatch) String() string {
+func (x *PeerBatch) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*TxnBatch) ProtoMessage() {}
+func (*PeerBatch) ProtoMessage() {}
 
-func (x *TxnBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[28]
+func (x *PeerBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,26 +1946,33 @@ func (x *TxnBatch) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use TxnBatch.ProtoReflect.Descriptor instead.
-func (*TxnBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{28}
+// Deprecated: Use PeerBatch.ProtoReflect.Descriptor instead.
+func (*PeerBatch) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{27}
 }
 
-func (x *TxnBatch) GetMsgs() []*TxnMsg {
+func (x *PeerBatch) GetPaxos() [][]byte {
 	if x != nil {
-		return x.Msgs
+		return x.Paxos
 	}
 	return nil
 }
 
-func (x *TxnBatch) GetFromNode() uint64 {
+func (x *PeerBatch) GetTxn() []*TxnMsg {
+	if x != nil {
+		return x.Txn
+	}
+	return nil
+}
+
+func (x *PeerBatch) GetFromNode() uint64 {
 	if x != nil {
 		return x.FromNode
 	}
 	return 0
 }
 
-func (x *TxnBatch) GetClusterId() string {
+func (x *PeerBatch) GetClusterId() string {
 	if x != nil {
 		return x.ClusterId
 	}
@@ -2031,7 +1987,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_meridian_proto_msgTypes[29]
+	mi := &file_meridian_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +1999,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[29]
+	mi := &file_meridian_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2012,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{29}
+	return file_meridian_proto_rawDescGZIP(), []int{28}
 }
 
 type JoinRequest struct {
@@ -2069,7 +2025,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_meridian_proto_msgTypes[30]
+	mi := &file_meridian_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2037,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[30]
+	mi := &file_meridian_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2050,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{30}
+	return file_meridian_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinRequest) GetNode() *NodeInfo {
@@ -2121,7 +2077,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_meridian_proto_msgTypes[31]
+	mi := &file_meridian_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2089,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[31]
+	mi := &file_meridian_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2102,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{31}
+	return file_meridian_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinResponse) GetNodes() []*NodeInfo {
@@ -2172,7 +2128,7 @@ type InstallPlacementRequest struct {
 
 func (x *InstallPlacementRequest) Reset() {
 	*x = InstallPlacementRequest{}
-	mi := &file_meridian_proto_msgTypes[32]
+	mi := &file_meridian_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2140,7 @@ func (x *InstallPlacementRequest) String() string {
 func (*InstallPlacementRequest) ProtoMessage() {}
 
 func (x *InstallPlacementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[32]
+	mi := &file_meridian_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2153,7 @@ func (x *InstallPlacementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallPlacementRequest.ProtoReflect.Descriptor instead.
 func (*InstallPlacementRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{32}
+	return file_meridian_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InstallPlacementRequest) GetPlacement() *Placement {
@@ -2220,7 +2176,7 @@ type NetemRequest struct {
 
 func (x *NetemRequest) Reset() {
 	*x = NetemRequest{}
-	mi := &file_meridian_proto_msgTypes[33]
+	mi := &file_meridian_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2232,7 +2188,7 @@ func (x *NetemRequest) String() string {
 func (*NetemRequest) ProtoMessage() {}
 
 func (x *NetemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[33]
+	mi := &file_meridian_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2245,7 +2201,7 @@ func (x *NetemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetemRequest.ProtoReflect.Descriptor instead.
 func (*NetemRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{33}
+	return file_meridian_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *NetemRequest) GetAction() string {
@@ -2293,7 +2249,7 @@ type NetemResponse struct {
 
 func (x *NetemResponse) Reset() {
 	*x = NetemResponse{}
-	mi := &file_meridian_proto_msgTypes[34]
+	mi := &file_meridian_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2261,7 @@ func (x *NetemResponse) String() string {
 func (*NetemResponse) ProtoMessage() {}
 
 func (x *NetemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[34]
+	mi := &file_meridian_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2274,7 @@ func (x *NetemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetemResponse.ProtoReflect.Descriptor instead.
 func (*NetemResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{34}
+	return file_meridian_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NetemResponse) GetCuts() []string {
@@ -2348,7 +2304,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_meridian_proto_msgTypes[35]
+	mi := &file_meridian_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2316,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[35]
+	mi := &file_meridian_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2329,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{35}
+	return file_meridian_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InitRequest) GetPolicy() string {
@@ -2413,7 +2369,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_meridian_proto_msgTypes[36]
+	mi := &file_meridian_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2381,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[36]
+	mi := &file_meridian_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2394,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{36}
+	return file_meridian_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InitResponse) GetPlacement() *Placement {
@@ -2456,7 +2412,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_meridian_proto_msgTypes[37]
+	mi := &file_meridian_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2424,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[37]
+	mi := &file_meridian_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2437,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{37}
+	return file_meridian_proto_rawDescGZIP(), []int{36}
 }
 
 type ClockStatus struct {
@@ -2498,7 +2454,7 @@ type ClockStatus struct {
 
 func (x *ClockStatus) Reset() {
 	*x = ClockStatus{}
-	mi := &file_meridian_proto_msgTypes[38]
+	mi := &file_meridian_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2466,7 @@ func (x *ClockStatus) String() string {
 func (*ClockStatus) ProtoMessage() {}
 
 func (x *ClockStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[38]
+	mi := &file_meridian_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2479,7 @@ func (x *ClockStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockStatus.ProtoReflect.Descriptor instead.
 func (*ClockStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{38}
+	return file_meridian_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ClockStatus) GetSource() string {
@@ -2588,7 +2544,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_meridian_proto_msgTypes[39]
+	mi := &file_meridian_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2556,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[39]
+	mi := &file_meridian_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2569,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{39}
+	return file_meridian_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GroupStatus) GetGroup() uint64 {
@@ -2713,7 +2669,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_meridian_proto_msgTypes[40]
+	mi := &file_meridian_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +2681,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[40]
+	mi := &file_meridian_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +2694,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{40}
+	return file_meridian_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatusResponse) GetNode() *NodeInfo {
@@ -2904,12 +2860,7 @@ const file_meridian_proto_rawDesc = "" +
 	"\x06shards\x18\x03 \x03(\v2\x16.meridian.v1.ShardInfoR\x06shards\x12\x19\n" +
 	"\blease_ns\x18\x04 \x01(\x03R\aleaseNs\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x05 \x01(\tR\tclusterId\"?\n" +
-	"\n" +
-	"PaxosBatch\x12\x12\n" +
-	"\x04msgs\x18\x01 \x03(\fR\x04msgs\x12\x1d\n" +
-	"\n" +
-	"cluster_id\x18\x02 \x01(\tR\tclusterId\"\x9d\x02\n" +
+	"cluster_id\x18\x05 \x01(\tR\tclusterId\"\x9d\x02\n" +
 	"\x06TxnMsg\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\rR\x04type\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
@@ -2922,12 +2873,13 @@ const file_meridian_proto_rawDesc = "" +
 	"\apending\x18\t \x01(\bR\apending\x12\x0e\n" +
 	"\x02ts\x18\n" +
 	" \x01(\x03R\x02ts\x12\x14\n" +
-	"\x05epoch\x18\v \x01(\x04R\x05epoch\"o\n" +
-	"\bTxnBatch\x12'\n" +
-	"\x04msgs\x18\x01 \x03(\v2\x13.meridian.v1.TxnMsgR\x04msgs\x12\x1b\n" +
-	"\tfrom_node\x18\x02 \x01(\x04R\bfromNode\x12\x1d\n" +
+	"\x05epoch\x18\v \x01(\x04R\x05epoch\"\x84\x01\n" +
+	"\tPeerBatch\x12\x14\n" +
+	"\x05paxos\x18\x01 \x03(\fR\x05paxos\x12%\n" +
+	"\x03txn\x18\x02 \x03(\v2\x13.meridian.v1.TxnMsgR\x03txn\x12\x1b\n" +
+	"\tfrom_node\x18\x03 \x01(\x04R\bfromNode\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x03 \x01(\tR\tclusterId\"\x05\n" +
+	"cluster_id\x18\x04 \x01(\tR\tclusterId\"\x05\n" +
 	"\x03Ack\"W\n" +
 	"\vJoinRequest\x12)\n" +
 	"\x04node\x18\x01 \x01(\v2\x15.meridian.v1.NodeInfoR\x04node\x12\x1d\n" +
@@ -2995,10 +2947,9 @@ const file_meridian_proto_rawDesc = "" +
 	"\fSnapshotRead\x12 .meridian.v1.SnapshotReadRequest\x1a\x19.meridian.v1.ReadResponse\x12\\\n" +
 	"\x0fStrongTimestamp\x12#.meridian.v1.StrongTimestampRequest\x1a$.meridian.v1.StrongTimestampResponse\x12A\n" +
 	"\x06Locate\x12\x1a.meridian.v1.LocateRequest\x1a\x1b.meridian.v1.LocateResponse\x12B\n" +
-	"\x05Batch\x12\x19.meridian.v1.BatchRequest\x1a\x1a.meridian.v1.BatchResponse(\x010\x012\xfb\x01\n" +
-	"\bInternal\x124\n" +
-	"\x05Paxos\x12\x17.meridian.v1.PaxosBatch\x1a\x10.meridian.v1.Ack(\x01\x120\n" +
-	"\x03Txn\x12\x15.meridian.v1.TxnBatch\x1a\x10.meridian.v1.Ack(\x01\x12;\n" +
+	"\x05Batch\x12\x19.meridian.v1.BatchRequest\x1a\x1a.meridian.v1.BatchResponse(\x010\x012\xc7\x01\n" +
+	"\bInternal\x122\n" +
+	"\x04Peer\x12\x16.meridian.v1.PeerBatch\x1a\x10.meridian.v1.Ack(\x01\x12;\n" +
 	"\x04Join\x12\x18.meridian.v1.JoinRequest\x1a\x19.meridian.v1.JoinResponse\x12J\n" +
 	"\x10InstallPlacement\x12$.meridian.v1.InstallPlacementRequest\x1a\x10.meridian.v1.Ack2\xc7\x01\n" +
 	"\x05Admin\x12;\n" +
@@ -3018,7 +2969,7 @@ func file_meridian_proto_rawDescGZIP() []byte {
 	return file_meridian_proto_rawDescData
 }
 
-var file_meridian_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_meridian_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_meridian_proto_goTypes = []any{
 	(*BatchRequest)(nil),            // 0: meridian.v1.BatchRequest
 	(*BatchCall)(nil),               // 1: meridian.v1.BatchCall
@@ -3046,21 +2997,20 @@ var file_meridian_proto_goTypes = []any{
 	(*ReplicaInfo)(nil),             // 23: meridian.v1.ReplicaInfo
 	(*ShardInfo)(nil),               // 24: meridian.v1.ShardInfo
 	(*Placement)(nil),               // 25: meridian.v1.Placement
-	(*PaxosBatch)(nil),              // 26: meridian.v1.PaxosBatch
-	(*TxnMsg)(nil),                  // 27: meridian.v1.TxnMsg
-	(*TxnBatch)(nil),                // 28: meridian.v1.TxnBatch
-	(*Ack)(nil),                     // 29: meridian.v1.Ack
-	(*JoinRequest)(nil),             // 30: meridian.v1.JoinRequest
-	(*JoinResponse)(nil),            // 31: meridian.v1.JoinResponse
-	(*InstallPlacementRequest)(nil), // 32: meridian.v1.InstallPlacementRequest
-	(*NetemRequest)(nil),            // 33: meridian.v1.NetemRequest
-	(*NetemResponse)(nil),           // 34: meridian.v1.NetemResponse
-	(*InitRequest)(nil),             // 35: meridian.v1.InitRequest
-	(*InitResponse)(nil),            // 36: meridian.v1.InitResponse
-	(*StatusRequest)(nil),           // 37: meridian.v1.StatusRequest
-	(*ClockStatus)(nil),             // 38: meridian.v1.ClockStatus
-	(*GroupStatus)(nil),             // 39: meridian.v1.GroupStatus
-	(*StatusResponse)(nil),          // 40: meridian.v1.StatusResponse
+	(*TxnMsg)(nil),                  // 26: meridian.v1.TxnMsg
+	(*PeerBatch)(nil),               // 27: meridian.v1.PeerBatch
+	(*Ack)(nil),                     // 28: meridian.v1.Ack
+	(*JoinRequest)(nil),             // 29: meridian.v1.JoinRequest
+	(*JoinResponse)(nil),            // 30: meridian.v1.JoinResponse
+	(*InstallPlacementRequest)(nil), // 31: meridian.v1.InstallPlacementRequest
+	(*NetemRequest)(nil),            // 32: meridian.v1.NetemRequest
+	(*NetemResponse)(nil),           // 33: meridian.v1.NetemResponse
+	(*InitRequest)(nil),             // 34: meridian.v1.InitRequest
+	(*InitResponse)(nil),            // 35: meridian.v1.InitResponse
+	(*StatusRequest)(nil),           // 36: meridian.v1.StatusRequest
+	(*ClockStatus)(nil),             // 37: meridian.v1.ClockStatus
+	(*GroupStatus)(nil),             // 38: meridian.v1.GroupStatus
+	(*StatusResponse)(nil),          // 39: meridian.v1.StatusResponse
 }
 var file_meridian_proto_depIdxs = []int32{
 	1,  // 0: meridian.v1.BatchRequest.calls:type_name -> meridian.v1.BatchCall
@@ -3090,15 +3040,15 @@ var file_meridian_proto_depIdxs = []int32{
 	24, // 24: meridian.v1.Placement.shards:type_name -> meridian.v1.ShardInfo
 	4,  // 25: meridian.v1.TxnMsg.txn:type_name -> meridian.v1.TxnMeta
 	5,  // 26: meridian.v1.TxnMsg.writes:type_name -> meridian.v1.Mutation
-	27, // 27: meridian.v1.TxnBatch.msgs:type_name -> meridian.v1.TxnMsg
+	26, // 27: meridian.v1.PeerBatch.txn:type_name -> meridian.v1.TxnMsg
 	22, // 28: meridian.v1.JoinRequest.node:type_name -> meridian.v1.NodeInfo
 	22, // 29: meridian.v1.JoinResponse.nodes:type_name -> meridian.v1.NodeInfo
 	25, // 30: meridian.v1.JoinResponse.placement:type_name -> meridian.v1.Placement
 	25, // 31: meridian.v1.InstallPlacementRequest.placement:type_name -> meridian.v1.Placement
 	25, // 32: meridian.v1.InitResponse.placement:type_name -> meridian.v1.Placement
 	22, // 33: meridian.v1.StatusResponse.node:type_name -> meridian.v1.NodeInfo
-	38, // 34: meridian.v1.StatusResponse.clock:type_name -> meridian.v1.ClockStatus
-	39, // 35: meridian.v1.StatusResponse.groups:type_name -> meridian.v1.GroupStatus
+	37, // 34: meridian.v1.StatusResponse.clock:type_name -> meridian.v1.ClockStatus
+	38, // 35: meridian.v1.StatusResponse.groups:type_name -> meridian.v1.GroupStatus
 	8,  // 36: meridian.v1.Meridian.Read:input_type -> meridian.v1.ReadRequest
 	11, // 37: meridian.v1.Meridian.Commit:input_type -> meridian.v1.CommitRequest
 	13, // 38: meridian.v1.Meridian.Rollback:input_type -> meridian.v1.RollbackRequest
@@ -3106,29 +3056,27 @@ var file_meridian_proto_depIdxs = []int32{
 	16, // 40: meridian.v1.Meridian.StrongTimestamp:input_type -> meridian.v1.StrongTimestampRequest
 	18, // 41: meridian.v1.Meridian.Locate:input_type -> meridian.v1.LocateRequest
 	0,  // 42: meridian.v1.Meridian.Batch:input_type -> meridian.v1.BatchRequest
-	26, // 43: meridian.v1.Internal.Paxos:input_type -> meridian.v1.PaxosBatch
-	28, // 44: meridian.v1.Internal.Txn:input_type -> meridian.v1.TxnBatch
-	30, // 45: meridian.v1.Internal.Join:input_type -> meridian.v1.JoinRequest
-	32, // 46: meridian.v1.Internal.InstallPlacement:input_type -> meridian.v1.InstallPlacementRequest
-	35, // 47: meridian.v1.Admin.Init:input_type -> meridian.v1.InitRequest
-	37, // 48: meridian.v1.Admin.Status:input_type -> meridian.v1.StatusRequest
-	33, // 49: meridian.v1.Admin.Netem:input_type -> meridian.v1.NetemRequest
-	9,  // 50: meridian.v1.Meridian.Read:output_type -> meridian.v1.ReadResponse
-	12, // 51: meridian.v1.Meridian.Commit:output_type -> meridian.v1.CommitResponse
-	14, // 52: meridian.v1.Meridian.Rollback:output_type -> meridian.v1.RollbackResponse
-	9,  // 53: meridian.v1.Meridian.SnapshotRead:output_type -> meridian.v1.ReadResponse
-	17, // 54: meridian.v1.Meridian.StrongTimestamp:output_type -> meridian.v1.StrongTimestampResponse
-	19, // 55: meridian.v1.Meridian.Locate:output_type -> meridian.v1.LocateResponse
-	2,  // 56: meridian.v1.Meridian.Batch:output_type -> meridian.v1.BatchResponse
-	29, // 57: meridian.v1.Internal.Paxos:output_type -> meridian.v1.Ack
-	29, // 58: meridian.v1.Internal.Txn:output_type -> meridian.v1.Ack
-	31, // 59: meridian.v1.Internal.Join:output_type -> meridian.v1.JoinResponse
-	29, // 60: meridian.v1.Internal.InstallPlacement:output_type -> meridian.v1.Ack
-	36, // 61: meridian.v1.Admin.Init:output_type -> meridian.v1.InitResponse
-	40, // 62: meridian.v1.Admin.Status:output_type -> meridian.v1.StatusResponse
-	34, // 63: meridian.v1.Admin.Netem:output_type -> meridian.v1.NetemResponse
-	50, // [50:64] is the sub-list for method output_type
-	36, // [36:50] is the sub-list for method input_type
+	27, // 43: meridian.v1.Internal.Peer:input_type -> meridian.v1.PeerBatch
+	29, // 44: meridian.v1.Internal.Join:input_type -> meridian.v1.JoinRequest
+	31, // 45: meridian.v1.Internal.InstallPlacement:input_type -> meridian.v1.InstallPlacementRequest
+	34, // 46: meridian.v1.Admin.Init:input_type -> meridian.v1.InitRequest
+	36, // 47: meridian.v1.Admin.Status:input_type -> meridian.v1.StatusRequest
+	32, // 48: meridian.v1.Admin.Netem:input_type -> meridian.v1.NetemRequest
+	9,  // 49: meridian.v1.Meridian.Read:output_type -> meridian.v1.ReadResponse
+	12, // 50: meridian.v1.Meridian.Commit:output_type -> meridian.v1.CommitResponse
+	14, // 51: meridian.v1.Meridian.Rollback:output_type -> meridian.v1.RollbackResponse
+	9,  // 52: meridian.v1.Meridian.SnapshotRead:output_type -> meridian.v1.ReadResponse
+	17, // 53: meridian.v1.Meridian.StrongTimestamp:output_type -> meridian.v1.StrongTimestampResponse
+	19, // 54: meridian.v1.Meridian.Locate:output_type -> meridian.v1.LocateResponse
+	2,  // 55: meridian.v1.Meridian.Batch:output_type -> meridian.v1.BatchResponse
+	28, // 56: meridian.v1.Internal.Peer:output_type -> meridian.v1.Ack
+	30, // 57: meridian.v1.Internal.Join:output_type -> meridian.v1.JoinResponse
+	28, // 58: meridian.v1.Internal.InstallPlacement:output_type -> meridian.v1.Ack
+	35, // 59: meridian.v1.Admin.Init:output_type -> meridian.v1.InitResponse
+	39, // 60: meridian.v1.Admin.Status:output_type -> meridian.v1.StatusResponse
+	33, // 61: meridian.v1.Admin.Netem:output_type -> meridian.v1.NetemResponse
+	49, // [49:62] is the sub-list for method output_type
+	36, // [36:49] is the sub-list for method input_type
 	36, // [36:36] is the sub-list for extension type_name
 	36, // [36:36] is the sub-list for extension extendee
 	0,  // [0:36] is the sub-list for field type_name
@@ -3158,7 +3106,7 @@ func file_meridian_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_proto_rawDesc), len(file_meridian_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

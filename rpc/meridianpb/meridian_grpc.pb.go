@@ -390,8 +390,7 @@ var Meridian_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Internal_Paxos_FullMethodName            = "/meridian.v1.Internal/Paxos"
-	Internal_Txn_FullMethodName              = "/meridian.v1.Internal/Txn"
+	Internal_Peer_FullMethodName             = "/meridian.v1.Internal/Peer"
 	Internal_Join_FullMethodName             = "/meridian.v1.Internal/Join"
 	Internal_InstallPlacement_FullMethodName = "/meridian.v1.Internal/InstallPlacement"
 )
@@ -400,10 +399,10 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type InternalClient interface {
-	// Paxos carries batches of Paxos messages (paxos's own encoding).
-	Paxos(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PaxosBatch, Ack], error)
-	// Txn carries two-phase-commit messages between group leaders.
-	Txn(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[TxnBatch, Ack], error)
+	// Peer carries what one node sends another, in batches: Paxos messages
+	// and two-phase-commit messages between group leaders share one stream,
+	// so a batch gathers both.
+	Peer(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PeerBatch, Ack], error)
 	// Join introduces a node to another and returns every node the other
 	// knows, and the placement if it has one.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
@@ -420,31 +419,18 @@ func NewInternalClient(cc grpc.ClientConnInterface) InternalClient {
 	return &internalClient{cc}
 }
 
-func (c *internalClient) Paxos(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PaxosBatch, Ack], error) {
+func (c *internalClient) Peer(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PeerBatch, Ack], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Internal_ServiceDesc.Streams[0], Internal_Paxos_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Internal_ServiceDesc.Streams[0], Internal_Peer_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[PaxosBatch, Ack]{ClientStream: stream}
+	x := &grpc.GenericClientStream[PeerBatch, Ack]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Internal_PaxosClient = grpc.ClientStreamingClient[PaxosBatch, Ack]
-
-func (c *internalClient) Txn(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[TxnBatch, Ack], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Internal_ServiceDesc.Streams[1], Internal_Txn_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[TxnBatch, Ack]{ClientStream: stream}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Internal_TxnClient = grpc.ClientStreamingClient[TxnBatch, Ack]
+type Internal_PeerClient = grpc.ClientStreamingClient[PeerBatch, Ack]
 
 func (c *internalClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -470,10 +456,10 @@ func (c *internalClient) InstallPlacement(ctx context.Context, in *InstallPlacem
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
 type InternalServer interface {
-	// Paxos carries batches of Paxos messages (paxos's own encoding).
-	Paxos(grpc.ClientStreamingServer[PaxosBatch, Ack]) error
-	// Txn carries two-phase-commit messages between group leaders.
-	Txn(grpc.ClientStreamingServer[TxnBatch, Ack]) error
+	// Peer carries what one node sends another, in batches: Paxos messages
+	// and two-phase-commit messages between group leaders share one stream,
+	// so a batch gathers both.
+	Peer(grpc.ClientStreamingServer[PeerBatch, Ack]) error
 	// Join introduces a node to another and returns every node the other
 	// knows, and the placement if it has one.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
@@ -490,11 +476,8 @@ type InternalServer interface {
 // pointer dereference when methods are called.
 type UnimplementedInternalServer struct{}
 
-func (UnimplementedInternalServer) Paxos(grpc.ClientStreamingServer[PaxosBatch, Ack]) error {
-	return status.Error(codes.Unimplemented, "method Paxos not implemented")
-}
-func (UnimplementedInternalServer) Txn(grpc.ClientStreamingServer[TxnBatch, Ack]) error {
-	return status.Error(codes.Unimplemented, "method Txn not implemented")
+func (UnimplementedInternalServer) Peer(grpc.ClientStreamingServer[PeerBatch, Ack]) error {
+	return status.Error(codes.Unimplemented, "method Peer not implemented")
 }
 func (UnimplementedInternalServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
@@ -523,19 +506,12 @@ func RegisterInternalServer(s grpc.ServiceRegistrar, srv InternalServer) {
 	s.RegisterService(&Internal_ServiceDesc, srv)
 }
 
-func _Internal_Paxos_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(InternalServer).Paxos(&grpc.GenericServerStream[PaxosBatch, Ack]{ServerStream: stream})
+func _Internal_Peer_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(InternalServer).Peer(&grpc.GenericServerStream[PeerBatch, Ack]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Internal_PaxosServer = grpc.ClientStreamingServer[PaxosBatch, Ack]
-
-func _Internal_Txn_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(InternalServer).Txn(&grpc.GenericServerStream[TxnBatch, Ack]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Internal_TxnServer = grpc.ClientStreamingServer[TxnBatch, Ack]
+type Internal_PeerServer = grpc.ClientStreamingServer[PeerBatch, Ack]
 
 func _Internal_Join_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(JoinRequest)
@@ -591,13 +567,8 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 	},
 	Streams: []grpc.StreamDesc{
 		{
-			StreamName:    "Paxos",
-			Handler:       _Internal_Paxos_Handler,
-			ClientStreams: true,
-		},
-		{
-			StreamName:    "Txn",
-			Handler:       _Internal_Txn_Handler,
+			StreamName:    "Peer",
+			Handler:       _Internal_Peer_Handler,
 			ClientStreams: true,
 		},
 	},
