@@ -24,6 +24,11 @@ type Batch struct {
 	// rewrites: the batch replaces history (ClearData, ImportSnapshotChunk)
 	// and commits in order with GC rounds (see Engine.rewrites).
 	rewrites bool
+
+	// rows and rowBuf record the versions written, for the engine's
+	// newest-version cache (nil without one).
+	rows   []rowWrite
+	rowBuf []byte
 }
 
 // usable returns an error if the batch can no longer take writes.
@@ -87,6 +92,18 @@ func (b *Batch) putVersion(key []byte, ts tt.Timestamp, tombstone bool, value []
 	op := b.b.SetDeferred(encodedKeyLen(key), vlen)
 	appendTS(appendKeyPrefix(op.Key[:0], key), ts)
 	encodeValue(op.Value, tombstone, value)
+	if b.e.rows != nil {
+		w := rowWrite{ts: ts, tomb: tombstone}
+		w.prefix[0] = len(b.rowBuf)
+		b.rowBuf = append(b.rowBuf, op.Key[:len(op.Key)-tsLen]...)
+		w.prefix[1] = len(b.rowBuf)
+		w.val[0] = len(b.rowBuf)
+		if !tombstone {
+			b.rowBuf = append(b.rowBuf, value...)
+		}
+		w.val[1] = len(b.rowBuf)
+		b.rows = append(b.rows, w)
+	}
 	return op.Finish()
 }
 
@@ -236,6 +253,15 @@ func (b *Batch) commit(sync, noWait bool) (wait func() error, err error) {
 	}
 	pb := b.b
 	b.b = nil // apply consumes it
+	// The newest-version cache learns of the versions before the commit
+	// returns (see rowCache).
+	if c := e.rows; c != nil && b.rewrites {
+		c.beginRewrite()
+		defer c.endRewrite()
+	} else if c != nil && len(b.rows) > 0 {
+		c.begin(b.rowBuf, b.rows)
+		defer func() { c.finish(b.rowBuf, b.rows, err == nil) }()
+	}
 	if !noWait {
 		err := e.apply(pb, sync)
 		return func() error { return nil }, release(err)

@@ -239,7 +239,13 @@ func (d *differ) step() {
 	case p < 30:
 		d.writeBatch()
 	case p < 48:
-		d.checkGet(d.e, d.m, randKey(rng), d.randTS())
+		// A third at MaxTimestamp: those fill the newest-version cache,
+		// and the rest hit it or miss around it.
+		ts := d.randTS()
+		if rng.IntN(3) == 0 {
+			ts = tt.MaxTimestamp
+		}
+		d.checkGet(d.e, d.m, randKey(rng), ts)
 	case p < 66:
 		d.checkScan(d.e, d.m, randBound(rng), randBound(rng), d.randTS(), rng.IntN(4)*rng.IntN(5), rng.IntN(2) == 0)
 	case p < 76:

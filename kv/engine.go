@@ -25,6 +25,7 @@ const (
 	DefaultCacheSize       = 64 << 20
 	DefaultMemTableSize    = 16 << 20
 	DefaultSyncWindow      = 150 * time.Microsecond
+	DefaultRowCacheSize    = 32 << 20
 )
 
 // Options configures an Engine. The zero value is valid: real disk and the
@@ -57,6 +58,11 @@ type Options struct {
 	// unchanged. Measured on a 3-node loopback cluster at 64 clients: +6%
 	// writes, from fewer fsyncs (each costs ~50µs of kernel CPU here).
 	SyncWindow time.Duration
+	// RowCacheSize bounds the memory of the newest-version cache, which
+	// answers Get at MaxTimestamp (a locking read) and at timestamps at or
+	// above a cached key's newest version without a Pebble seek (default
+	// 32 MiB; negative: no cache). See rowCache.
+	RowCacheSize int
 	// Logger receives Pebble's informational and error messages. nil sends
 	// errors to the standard library logger and drops informational
 	// messages.
@@ -98,6 +104,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SyncWindow == 0 {
 		o.SyncWindow = DefaultSyncWindow
+	}
+	if o.RowCacheSize == 0 {
+		o.RowCacheSize = DefaultRowCacheSize
 	}
 	if o.Logger == nil {
 		o.Logger = stdLogger{}
@@ -201,6 +210,8 @@ type Engine struct {
 	snapMu sync.Mutex
 	snaps  map[*Snapshot]struct{}
 
+	rows *rowCache // nil: no newest-version cache
+
 	commits       atomic.Uint64
 	syncedCommits atomic.Uint64
 	// syncing counts synced commits in progress (see Options.SyncWindow).
@@ -227,6 +238,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 		Comparer:           comparer,
 	}
 	e := &Engine{opts: opts, dir: dir, snaps: make(map[*Snapshot]struct{})}
+	if opts.RowCacheSize > 0 {
+		e.rows = newRowCache(opts.RowCacheSize)
+	}
 	if opts.SyncWindow > 0 {
 		// Pebble calls this after every WAL sync; while it holds syncs
 		// back, commits keep landing in the WAL buffer.
@@ -573,13 +587,41 @@ func (e *Engine) view() view {
 	return view{r: e.db, horizon: e.GCHorizon}
 }
 
-// Get implements Reader.
+// Get implements Reader. It answers from the newest-version cache when it
+// can, and fills the cache from reads at MaxTimestamp.
 func (e *Engine) Get(key []byte, ts tt.Timestamp) ([]byte, tt.Timestamp, error) {
 	if err := e.acquire(); err != nil {
 		return nil, 0, err
 	}
 	defer e.release()
-	return e.view().get(key, ts)
+	if e.rows == nil || len(key) == 0 {
+		return e.view().get(key, ts)
+	}
+	prefix := appendKeyPrefix(make([]byte, 0, encodedKeyLen(key)), key)
+	if val, valTS, found, ok := e.rows.lookup(prefix, ts); ok {
+		// After the lookup, as view.newIter checks after opening its
+		// iterator.
+		if h := e.GCHorizon(); ts < h {
+			return nil, 0, belowHorizon(ts, h)
+		}
+		if !found {
+			return nil, 0, ErrNotFound
+		}
+		return val, valTS, nil
+	}
+	if ts != tt.MaxTimestamp {
+		return e.view().getPrefix(key, prefix, ts)
+	}
+	gen := e.rows.generation(prefix)
+	v, err := e.view().version(key, prefix, ts)
+	if err != nil {
+		return nil, 0, err
+	}
+	e.rows.fill(prefix, gen, v.ts, v.found, v.val)
+	if !v.found {
+		return nil, 0, ErrNotFound
+	}
+	return v.val, v.ts, nil
 }
 
 // Scan implements Reader.

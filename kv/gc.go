@@ -152,6 +152,14 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState, maxDeletes 
 		_ = pb.Close()
 		return 0, nil, err
 	}
+	// The keys deleted from, for the newest-version cache.
+	var rowBuf []byte
+	var rows []rowWrite
+	note := func(prefix []byte) {
+		if e.rows != nil {
+			rowBuf, rows = noteKey(rowBuf, rows, prefix)
+		}
+	}
 	examined := 0
 	valid := it.First()
 	for valid {
@@ -166,6 +174,9 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState, maxDeletes 
 			return fail(err)
 		}
 		if !bytes.Equal(prefix, st.prefix) {
+			if st.tomb != nil {
+				note(st.prefix)
+			}
 			if err := st.flushTomb(pb); err != nil {
 				return fail(err)
 			}
@@ -195,6 +206,7 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState, maxDeletes 
 			}
 		default:
 			// Shadowed by a version <= h: invisible at and above h.
+			note(prefix)
 			if err := pb.Delete(k, nil); err != nil {
 				return fail(err)
 			}
@@ -206,6 +218,9 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState, maxDeletes 
 	}
 	if next == nil {
 		// The end of the data: the last key's versions are all visited.
+		if st.tomb != nil {
+			note(st.prefix)
+		}
 		if err := st.flushTomb(pb); err != nil {
 			return fail(err)
 		}
@@ -222,6 +237,10 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState, maxDeletes 
 	defer e.gcMu.Unlock()
 	if e.rewrites.Load() != gen {
 		return fail(errGCRaced)
+	}
+	if len(rows) > 0 {
+		e.rows.begin(rowBuf, rows)
+		defer e.rows.finish(rowBuf, rows, false)
 	}
 	if err := e.apply(pb, false); err != nil {
 		return 0, nil, err

@@ -96,9 +96,13 @@ func (v view) newIter(lower, upper []byte, ts tt.Timestamp) (*pebble.Iterator, e
 		if it != nil {
 			_ = it.Close()
 		}
-		return nil, fmt.Errorf("%w: read at %d, horizon %d", ErrBelowGCHorizon, int64(ts), int64(h))
+		return nil, belowHorizon(ts, h)
 	}
 	return it, nil
+}
+
+func belowHorizon(ts, h tt.Timestamp) error {
+	return fmt.Errorf("%w: read at %d, horizon %d", ErrBelowGCHorizon, int64(ts), int64(h))
 }
 
 // closeIter closes it, folding its error into err.
@@ -112,41 +116,62 @@ func (v view) get(key []byte, ts tt.Timestamp) (value []byte, valueTS tt.Timesta
 	if len(key) == 0 {
 		return nil, 0, ErrEmptyKey
 	}
-	prefix := appendKeyPrefix(make([]byte, 0, encodedKeyLen(key)), key)
+	return v.getPrefix(key, appendKeyPrefix(make([]byte, 0, encodedKeyLen(key)), key), ts)
+}
+
+// getPrefix is get with the key's encoded prefix (appendKeyPrefix).
+func (v view) getPrefix(key, prefix []byte, ts tt.Timestamp) ([]byte, tt.Timestamp, error) {
+	ver, err := v.version(key, prefix, ts)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !ver.found {
+		return nil, 0, ErrNotFound
+	}
+	return ver.val, ver.ts, nil
+}
+
+// foundVersion is the newest version of a key at or below a timestamp:
+// found with its value, or a tombstone at ts (found false), or none at all
+// (found false, ts absentTS).
+type foundVersion struct {
+	val   []byte
+	ts    tt.Timestamp
+	found bool
+}
+
+func (v view) version(key, prefix []byte, ts tt.Timestamp) (ver foundVersion, err error) {
 	it, err := v.newIter(prefix, prefixEnd(prefix), ts)
 	if err != nil {
-		return nil, 0, fmt.Errorf("kv: get %s: %w", keyString(key), err)
+		return ver, fmt.Errorf("kv: get %s: %w", keyString(key), err)
 	}
 	defer closeIter(it, &err)
 	// A prefix seek: Pebble consults bloom filters and skips tables
 	// without the key.
 	if !it.SeekPrefixGE(appendTS(prefix, ts)) {
-		if err := it.Error(); err != nil {
-			return nil, 0, err
-		}
-		return nil, 0, ErrNotFound
+		return foundVersion{ts: absentTS}, it.Error()
 	}
 	k := it.Key()
 	if !hasVersionOf(k, prefix) {
-		return nil, 0, corruptf("key %x inside the versions of %s", k, keyString(key))
+		return ver, corruptf("key %x inside the versions of %s", k, keyString(key))
 	}
-	_, valueTS, err = splitKey(k)
+	_, valueTS, err := splitKey(k)
 	if err != nil {
-		return nil, 0, err
+		return ver, err
 	}
 	invariants.Check(valueTS <= ts, "get at %d returned version %d", ts, valueTS)
 	raw, err := it.ValueAndErr()
 	if err != nil {
-		return nil, 0, err
+		return ver, err
 	}
 	tomb, val, err := decodeValue(raw)
 	if err != nil {
-		return nil, 0, err
+		return ver, err
 	}
 	if tomb {
-		return nil, 0, ErrNotFound
+		return foundVersion{ts: valueTS}, nil
 	}
-	return bytes.Clone(val), valueTS, nil
+	return foundVersion{val: bytes.Clone(val), ts: valueTS, found: true}, nil
 }
 
 // scanner holds the state of one MVCC scan.
