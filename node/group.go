@@ -96,8 +96,8 @@ var (
 )
 
 type request struct {
-	req   txn.Request
-	reply chan Reply
+	req  txn.Request
+	done func(Reply)
 }
 
 // Group runs one replica (txn.Group over paxos.Replica) in its own
@@ -141,6 +141,7 @@ type Group struct {
 	status      atomic.Pointer[GroupStatus]
 	publishedAt time.Time // loop only
 	stopped     atomic.Bool
+	submitMu    sync.RWMutex // see Submit
 	once        sync.Once
 
 	// Counters for status and benchmarks.
@@ -254,25 +255,50 @@ func (g *Group) deliverTxn(m txn.Msg) {
 	}
 }
 
-// Do hands a request to the group and waits for its reply.
-func (g *Group) Do(ctx context.Context, req txn.Request) (Reply, error) {
+// Submit hands a request to the group. done receives the reply exactly
+// once: on the group's goroutine, or at once on the caller's if the group
+// has stopped (ErrStopped) or its queue is full (ErrBusy), as Reply.Err.
+// done must not block: it runs on the goroutine every request, message and
+// apply of the group waits for.
+func (g *Group) Submit(req txn.Request, done func(Reply)) {
+	// submitMu orders this check and the send with the stop: a request
+	// queued before the group stopped is answered by failAll.
+	g.submitMu.RLock()
+	defer g.submitMu.RUnlock()
 	if g.stopped.Load() {
-		return Reply{}, ErrStopped
+		done(Reply{Response: txn.Response{Err: ErrStopped}})
+		return
 	}
-	r := request{req: req, reply: make(chan Reply, 1)}
 	select {
-	case g.reqs <- r:
+	case g.reqs <- request{req: req, done: done}:
 	default:
-		return Reply{}, fmt.Errorf("%w: %d waiting at group %d", ErrBusy, len(g.reqs), g.cfg.Group)
+		done(Reply{Response: txn.Response{Err: fmt.Errorf("%w: %d waiting at group %d", ErrBusy, len(g.reqs), g.cfg.Group)}})
 	}
+}
+
+// Do hands a request to the group and waits for its reply. ErrStopped and
+// ErrBusy come back as the error, the transaction layer's errors as
+// Reply.Err.
+func (g *Group) Do(ctx context.Context, req txn.Request) (Reply, error) {
+	ch := make(chan Reply, 1)
+	g.Submit(req, func(r Reply) { ch <- r })
 	select {
-	case rep := <-r.reply:
+	case rep := <-ch:
+		if errors.Is(rep.Err, ErrStopped) || errors.Is(rep.Err, ErrBusy) {
+			return Reply{}, rep.Err
+		}
 		return rep, nil
 	case <-ctx.Done():
 		return Reply{}, ctx.Err()
-	case <-g.done:
-		return Reply{}, ErrStopped
 	}
+}
+
+// markStopped stops Submit from queueing; failAll then answers what was
+// queued before.
+func (g *Group) markStopped() {
+	g.submitMu.Lock()
+	g.stopped.Store(true)
+	g.submitMu.Unlock()
 }
 
 // Call runs fn on the group's goroutine with the transaction group and the
@@ -321,7 +347,7 @@ func (g *Group) run() {
 	defer timer.Stop()
 	failed := func(err error) {
 		g.log.Error("group stopped: storage failed", "err", err)
-		g.stopped.Store(true)
+		g.markStopped()
 		g.failAll(err)
 	}
 	if g.campaignAtStart {
@@ -446,7 +472,7 @@ func (g *Group) onSynced(d syncDone) error {
 
 // waiter is a request in the group, waiting for its reply.
 type waiter struct {
-	ch    chan Reply
+	done  func(Reply)
 	kind  txn.ReqKind
 	start time.Time
 	parts int
@@ -455,7 +481,7 @@ type waiter struct {
 func (g *Group) handle(r request) {
 	g.nextID++
 	r.req.ID = g.nextID
-	g.waiting[r.req.ID] = waiter{ch: r.reply, kind: r.req.Kind, start: time.Now(), parts: len(r.req.Participants)}
+	g.waiting[r.req.ID] = waiter{done: r.done, kind: r.req.Kind, start: time.Now(), parts: len(r.req.Participants)}
 	g.t.SetReadFloor(g.node.eng.GCHorizon())
 	g.t.Handle(g.now(), r.req)
 }
@@ -481,7 +507,7 @@ func (g *Group) reply(id uint64, rep Reply) {
 		g.node.recordCommit(CommitTrace{Group: g.cfg.Group, Start: w.start, Took: time.Since(w.start), TS: rep.TS,
 			Participants: w.parts, Phases: rep.Phases, Err: rep.Err})
 	}
-	w.ch <- rep
+	w.done(rep)
 }
 
 // sleep returns how long to wait before the next tick: until the clock's
@@ -681,13 +707,13 @@ func splitEarly(msgs []paxos.Message) (early, late []paxos.Message) {
 
 func (g *Group) failAll(err error) {
 	for id, w := range g.waiting {
-		w.ch <- Reply{Response: txn.Response{ID: id, Err: err}}
 		delete(g.waiting, id)
+		w.done(Reply{Response: txn.Response{ID: id, Err: err}})
 	}
 	for {
 		select {
 		case r := <-g.reqs:
-			r.reply <- Reply{Response: txn.Response{Err: err}}
+			r.done(Reply{Response: txn.Response{Err: err}})
 		default:
 			return
 		}
@@ -755,7 +781,7 @@ func (g *Group) installSnapshot(m paxos.Message) error {
 // Stop stops the group's goroutine; waiting requests fail with ErrStopped.
 func (g *Group) Stop() {
 	g.once.Do(func() {
-		g.stopped.Store(true)
+		g.markStopped()
 		close(g.stop)
 	})
 	<-g.done

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -473,5 +474,57 @@ func TestGroupStopsOnSyncFailure(t *testing.T) {
 		if len(acked) > 0 {
 			c.waitValue(i, 1, "b", acked[len(acked)-1])
 		}
+	}
+}
+
+// TestSubmitAnsweredAcrossStop: requests submitted while a node stops are
+// each answered exactly once (committed, or failed with ErrStopped, or
+// refused with ErrBusy), and after the stop at once with ErrStopped.
+func TestSubmitAnsweredAcrossStop(t *testing.T) {
+	c := newTestCluster(t, 3, 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.commit(ctx, 1, put(1, "g1/warm", "x")); err != nil {
+		t.Fatal(err)
+	}
+	g := c.leader(1)
+	var answered, submitted atomic.Int64
+	var twice, stopped atomic.Bool
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stopped.Load(); i++ {
+				var once atomic.Bool
+				submitted.Add(1)
+				g.Submit(txn.Request{Kind: txn.ReqCommit, Txn: txn.Meta{ID: newTxnID()},
+					Participants: []txn.Participant{put(1, fmt.Sprintf("g1/k%d-%d", w, i), "v")}}, func(Reply) {
+					if once.Swap(true) {
+						twice.Store(true)
+					}
+					answered.Add(1)
+				})
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	for i, nd := range c.nodes {
+		if nd != nil && nd.Group(1) == g {
+			c.stop(i + 1)
+		}
+	}
+	stopped.Store(true)
+	wg.Wait()
+	if twice.Load() {
+		t.Fatal("a request was answered twice")
+	}
+	if a, s := answered.Load(), submitted.Load(); a != s {
+		t.Fatalf("%d of %d submitted requests answered", a, s)
+	}
+	var got error
+	g.Submit(txn.Request{Kind: txn.ReqRollback, Txn: txn.Meta{ID: newTxnID()}}, func(r Reply) { got = r.Err })
+	if !errors.Is(got, ErrStopped) {
+		t.Fatalf("submit after stop: %v, want ErrStopped at once", got)
 	}
 }

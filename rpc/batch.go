@@ -10,7 +10,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
+	"github.com/meridiandb/meridian/txn"
 )
 
 // Limits of the Batch stream.
@@ -25,14 +27,17 @@ const (
 )
 
 // Batch serves a client's multiplexed stream: every call runs as its unary
-// counterpart would, on its own goroutine (a commit waits for Paxos and
-// commit wait; a read may wait for locks or safe time), and results go back
-// batched, as they become ready.
+// counterpart would and results go back batched, as they become ready.
+// Locking reads, commits and rollbacks go to their group without a
+// goroutine of their own (see serveAsync); the other calls run on reused
+// worker goroutines (a snapshot read may wait for safe time). A call holds
+// one of MaxStreamCalls slots until its result is sent.
 func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 	ctx := stream.Context()
-	results := make(chan *meridianpb.BatchResult, 1024)
+	sem := make(chan struct{}, MaxStreamCalls)
+	results := newResultQueue()
 	sent := make(chan error, 1)
-	go func() { sent <- sendResults(stream, results) }()
+	go func() { sent <- sendResults(stream, results, sem) }()
 	// Receive on a goroutine of its own, so that a stopping node can end
 	// the stream (clients keep theirs open between calls).
 	type recvd struct {
@@ -55,10 +60,12 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 	}()
 
 	var calls sync.WaitGroup
-	sem := make(chan struct{}, MaxStreamCalls)
 	finish := func(err error) error {
-		calls.Wait()
-		close(results)
+		if err == nil {
+			// The client closed its side: every call is answered first.
+			calls.Wait()
+		}
+		results.close()
 		if serr := <-sent; err == nil {
 			err = serr
 		}
@@ -84,18 +91,65 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 			select {
 			case sem <- struct{}{}:
 			default:
-				deliver(ctx, results, &meridianpb.BatchResult{Id: call.Id, Code: int32(codes.ResourceExhausted),
-					Message: "too many calls in flight on this stream"})
+				if !results.push(&meridianpb.BatchResult{Id: call.Id, Code: int32(codes.ResourceExhausted),
+					Message: "too many calls in flight on this stream"}, false) {
+					return finish(status.Error(codes.ResourceExhausted, "too many calls in flight and results unread on this stream"))
+				}
 				continue
 			}
 			calls.Add(1)
-			s.workers.run(func() {
-				defer calls.Done()
-				defer func() { <-sem }()
-				deliver(ctx, results, s.serveCall(ctx, call))
-			})
+			done := func(res *meridianpb.BatchResult) {
+				results.push(res, true)
+				calls.Done()
+			}
+			if s.serveAsync(call, done) {
+				continue
+			}
+			s.workers.run(func() { done(s.serveCall(ctx, call)) })
 		}
 	}
+}
+
+// serveAsync starts a call that is one request to a group (a locking read,
+// a commit, a rollback): done receives its result on the group's goroutine,
+// with no goroutine waiting for it. It reports false for other calls.
+// Unlike serveCall it does not bound the call by its timeout: the client
+// stops waiting at its deadline, and a result that arrives later is
+// dropped there.
+func (s *Server) serveAsync(call *meridianpb.BatchCall, done func(*meridianpb.BatchResult)) bool {
+	res := &meridianpb.BatchResult{Id: call.Id}
+	var g *node.Group
+	var req txn.Request
+	var err error
+	var respond func(node.Reply)
+	switch c := call.Call.(type) {
+	case *meridianpb.BatchCall_Read:
+		g, req, err = s.readRequest(c.Read)
+		respond = func(rep node.Reply) { res.Result = &meridianpb.BatchResult_Read{Read: s.readResponse(rep)} }
+	case *meridianpb.BatchCall_Commit:
+		g, req, err = s.commitRequest(c.Commit)
+		respond = func(rep node.Reply) { res.Result = &meridianpb.BatchResult_Commit{Commit: commitResponse(rep)} }
+	case *meridianpb.BatchCall_Rollback:
+		g, req, err = s.rollbackRequest(c.Rollback)
+		respond = func(node.Reply) {
+			res.Result = &meridianpb.BatchResult_Rollback{Rollback: &meridianpb.RollbackResponse{}}
+		}
+	default:
+		return false
+	}
+	if err != nil {
+		done(setError(res, err))
+		return true
+	}
+	g.Submit(req, func(rep node.Reply) {
+		if err := s.replyError(g, rep, rep.Err); err != nil {
+			done(setError(res, err))
+			return
+		}
+		respond(rep)
+		done(res)
+	})
+	return true
 }
 
 // workers runs batched calls on goroutines that outlive a call: a fresh
@@ -133,46 +187,117 @@ func (w *workers) loop(f func()) {
 	}
 }
 
-// deliver queues a result unless the stream is gone.
-func deliver(ctx context.Context, results chan<- *meridianpb.BatchResult, r *meridianpb.BatchResult) {
+// resultQueue holds results until the stream's sender takes them. Pushes
+// never block: they come from group goroutines. It is bounded: a call
+// holds a slot until its result is sent, and results for calls refused a
+// slot stop the stream once MaxStreamCalls of them wait.
+type resultQueue struct {
+	mu      sync.Mutex
+	items   []queuedResult
+	refused int // items without a slot
+	closed  bool
+	ready   chan struct{} // capacity 1: items arrived or the queue closed
+}
+
+type queuedResult struct {
+	r    *meridianpb.BatchResult
+	slot bool // holds a slot of the stream's semaphore
+}
+
+func newResultQueue() *resultQueue { return &resultQueue{ready: make(chan struct{}, 1)} }
+
+// push queues r, reporting false if the queue is closed or, for a result
+// without a slot, full.
+func (q *resultQueue) push(r *meridianpb.BatchResult, slot bool) bool {
+	q.mu.Lock()
+	if q.closed || (!slot && q.refused >= MaxStreamCalls) {
+		q.mu.Unlock()
+		return false
+	}
+	if !slot {
+		q.refused++
+	}
+	q.items = append(q.items, queuedResult{r, slot})
+	q.mu.Unlock()
 	select {
-	case results <- r:
-	case <-ctx.Done():
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// close drops later pushes; take returns what is queued, then nothing.
+func (q *resultQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
 	}
 }
 
-// sendResults sends results in batches of whatever is ready until results
-// closes.
-func sendResults(stream meridianpb.Meridian_BatchServer, results <-chan *meridianpb.BatchResult) error {
-	var failed error
-	for r := range results {
-		if failed != nil {
-			continue // drain, so that no call blocks
+// take waits for results (if wait) and returns them appended to buf, or
+// reports false once the queue is closed and empty.
+func (q *resultQueue) take(buf []queuedResult, wait bool) ([]queuedResult, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			buf = append(buf, q.items...)
+			clear(q.items)
+			q.items = q.items[:0]
+			q.refused = 0
+			q.mu.Unlock()
+			return buf, true
 		}
-		batch := &meridianpb.BatchResponse{Results: []*meridianpb.BatchResult{r}}
-		if len(results) == 0 {
-			// Let the workers that are about to deliver run first. Without
-			// this the loop wins every race, each result goes alone, and
-			// the client answers every lone result with a lone call: at 64
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return buf, false
+		}
+		if !wait {
+			return buf, true
+		}
+		<-q.ready
+	}
+}
+
+// sendResults sends queued results in batches of whatever is ready until
+// the queue closes, releasing each sent result's slot.
+func sendResults(stream meridianpb.Meridian_BatchServer, q *resultQueue, sem <-chan struct{}) error {
+	var failed error
+	var items []queuedResult
+	for {
+		var ok bool
+		if items, ok = q.take(items[:0], true); !ok {
+			return failed
+		}
+		if len(items) == 1 {
+			// Let the calls about to finish deliver first. Without this
+			// the loop wins every race, each result goes alone, and the
+			// client answers every lone result with a lone call: at 64
 			// clients, batches of ~1 call. With it, ~6 per message and
 			// ~25% more strong reads per CPU second.
 			runtime.Gosched()
+			items, _ = q.take(items, false)
 		}
-	more:
-		for len(batch.Results) < maxResults {
-			select {
-			case r, ok := <-results:
-				if !ok {
-					break more
+		for len(items) > 0 {
+			n := min(len(items), maxResults)
+			if failed == nil {
+				batch := &meridianpb.BatchResponse{Results: make([]*meridianpb.BatchResult, n)}
+				for i := range n {
+					batch.Results[i] = items[i].r
 				}
-				batch.Results = append(batch.Results, r)
-			default:
-				break more
+				failed = stream.Send(batch)
 			}
+			for _, it := range items[:n] {
+				if it.slot {
+					<-sem
+				}
+			}
+			items = items[n:]
 		}
-		failed = stream.Send(batch)
 	}
-	return failed
 }
 
 // serveCall runs one call as its unary counterpart.
@@ -214,14 +339,20 @@ func (s *Server) serveCall(ctx context.Context, call *meridianpb.BatchCall) *mer
 		err = invalid("a batch call with no request")
 	}
 	if err != nil {
-		st := status.Convert(err)
-		res.Code, res.Message = int32(st.Code()), st.Message()
-		if h, ok := LeaderHintOf(err); ok {
-			res.Hint = h
-		}
-		if st.Code() == codes.OK {
-			res.Code = int32(codes.Unknown)
-		}
+		return setError(res, err)
+	}
+	return res
+}
+
+// setError records err in res as a status, with its leader hint.
+func setError(res *meridianpb.BatchResult, err error) *meridianpb.BatchResult {
+	st := status.Convert(err)
+	res.Code, res.Message = int32(st.Code()), st.Message()
+	if h, ok := LeaderHintOf(err); ok {
+		res.Hint = h
+	}
+	if st.Code() == codes.OK {
+		res.Code = int32(codes.Unknown)
 	}
 	return res
 }

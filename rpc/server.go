@@ -397,112 +397,150 @@ func (s *Server) do(ctx context.Context, g *node.Group, req txn.Request) (node.R
 	if err == nil {
 		err = rep.Err
 	}
-	if err != nil {
-		var h *meridianpb.LeaderHint
-		if errors.Is(err, txn.ErrNotLeader) || errors.Is(err, node.ErrStopped) {
-			h = s.hint(g.ID())
-			if rep.Hint != 0 {
-				if n, ok := g.Config().Nodes[rep.Hint]; ok {
-					h.Node, h.Addr = uint64(n), s.addrOf(n)
-				}
+	return rep, s.replyError(g, rep, err)
+}
+
+// replyError maps a request's failure to a status, with a leader hint
+// where one helps.
+func (s *Server) replyError(g *node.Group, rep node.Reply, err error) error {
+	if err == nil {
+		return nil
+	}
+	var h *meridianpb.LeaderHint
+	if errors.Is(err, txn.ErrNotLeader) || errors.Is(err, node.ErrStopped) {
+		h = s.hint(g.ID())
+		if rep.Hint != 0 {
+			if n, ok := g.Config().Nodes[rep.Hint]; ok {
+				h.Node, h.Addr = uint64(n), s.addrOf(n)
 			}
 		}
-		return rep, statusError(err, h)
 	}
-	return rep, nil
+	return statusError(err, h)
 }
 
 // Read is a locking read in a read-write transaction.
 func (s *Server) Read(ctx context.Context, r *meridianpb.ReadRequest) (*meridianpb.ReadResponse, error) {
-	meta, err := metaFromPB(r.Txn)
+	g, req, err := s.readRequest(r)
 	if err != nil {
-		return nil, err
-	}
-	req := txn.Request{Kind: txn.ReqRead, Txn: meta, Epoch: r.Epoch}
-	if err := spanInto(r.Span, &req); err != nil {
-		return nil, err
-	}
-	g, err := s.group(r.Group)
-	if err != nil {
-		return nil, err
-	}
-	if err := spanInGroup(&req, g.ID(), g.Config().Start, g.Config().End); err != nil {
 		return nil, err
 	}
 	rep, err := s.do(ctx, g, req)
 	if err != nil {
 		return nil, err
 	}
-	return &meridianpb.ReadResponse{Kvs: kvsToPB(rep.KVs), Priority: int64(rep.Priority), Epoch: rep.Epoch, ServedBy: uint64(s.cfg.Self.ID)}, nil
+	return s.readResponse(rep), nil
+}
+
+func (s *Server) readRequest(r *meridianpb.ReadRequest) (*node.Group, txn.Request, error) {
+	meta, err := metaFromPB(r.Txn)
+	if err != nil {
+		return nil, txn.Request{}, err
+	}
+	req := txn.Request{Kind: txn.ReqRead, Txn: meta, Epoch: r.Epoch}
+	if err := spanInto(r.Span, &req); err != nil {
+		return nil, req, err
+	}
+	g, err := s.group(r.Group)
+	if err != nil {
+		return nil, req, err
+	}
+	if err := spanInGroup(&req, g.ID(), g.Config().Start, g.Config().End); err != nil {
+		return nil, req, err
+	}
+	return g, req, nil
+}
+
+func (s *Server) readResponse(rep node.Reply) *meridianpb.ReadResponse {
+	return &meridianpb.ReadResponse{Kvs: kvsToPB(rep.KVs), Priority: int64(rep.Priority), Epoch: rep.Epoch, ServedBy: uint64(s.cfg.Self.ID)}
 }
 
 // Commit commits a read-write transaction at its coordinator group.
 func (s *Server) Commit(ctx context.Context, r *meridianpb.CommitRequest) (*meridianpb.CommitResponse, error) {
-	meta, err := metaFromPB(r.Txn)
+	g, req, err := s.commitRequest(r)
 	if err != nil {
 		return nil, err
 	}
+	rep, err := s.do(ctx, g, req)
+	if err != nil {
+		return nil, err
+	}
+	return commitResponse(rep), nil
+}
+
+func commitResponse(rep node.Reply) *meridianpb.CommitResponse {
+	return &meridianpb.CommitResponse{CommitTs: int64(rep.TS), CommitWaitExposedNs: int64(rep.CommitWait),
+		LocksNs: int64(rep.Phases.Locks), PrepareNs: int64(rep.Phases.Prepare), PaxosNs: int64(rep.Phases.Paxos)}
+}
+
+func (s *Server) commitRequest(r *meridianpb.CommitRequest) (*node.Group, txn.Request, error) {
+	meta, err := metaFromPB(r.Txn)
+	if err != nil {
+		return nil, txn.Request{}, err
+	}
 	if len(r.Participants) == 0 || len(r.Participants) > MaxParticipants {
-		return nil, invalid("%d participants (want 1 to %d)", len(r.Participants), MaxParticipants)
+		return nil, txn.Request{}, invalid("%d participants (want 1 to %d)", len(r.Participants), MaxParticipants)
 	}
 	req := txn.Request{Kind: txn.ReqCommit, Txn: meta}
 	seen := map[uint64]bool{}
 	for _, p := range r.Participants {
 		if p == nil || seen[p.Group] {
-			return nil, invalid("participants must name distinct groups")
+			return nil, req, invalid("participants must name distinct groups")
 		}
 		seen[p.Group] = true
 		ws, err := mutationsFromPB(p.Writes)
 		if err != nil {
-			return nil, err
+			return nil, req, err
 		}
 		if p.Read && p.Epoch == 0 {
-			return nil, invalid("participant %d read without a lock epoch", p.Group)
+			return nil, req, invalid("participant %d read without a lock epoch", p.Group)
 		}
 		req.Participants = append(req.Participants, txn.Participant{Group: p.Group, Writes: ws, Read: p.Read, Epoch: p.Epoch})
 	}
 	if !seen[r.Coordinator] {
-		return nil, invalid("the coordinator group %d is not a participant", r.Coordinator)
+		return nil, req, invalid("the coordinator group %d is not a participant", r.Coordinator)
 	}
 	if p, ok := s.Placement(); ok {
 		for _, part := range req.Participants {
 			sh, ok := p.Shard(part.Group)
 			if !ok {
-				return nil, status.Errorf(codes.NotFound, "no group %d", part.Group)
+				return nil, req, status.Errorf(codes.NotFound, "no group %d", part.Group)
 			}
 			for _, w := range part.Writes {
 				if !sh.Contains(w.Key) {
-					return nil, invalid("key %q is not in group %d's range", w.Key, part.Group)
+					return nil, req, invalid("key %q is not in group %d's range", w.Key, part.Group)
 				}
 			}
 		}
 	}
 	g, err := s.group(r.Coordinator)
 	if err != nil {
-		return nil, err
+		return nil, req, err
 	}
-	rep, err := s.do(ctx, g, req)
-	if err != nil {
-		return nil, err
-	}
-	return &meridianpb.CommitResponse{CommitTs: int64(rep.TS), CommitWaitExposedNs: int64(rep.CommitWait),
-		LocksNs: int64(rep.Phases.Locks), PrepareNs: int64(rep.Phases.Prepare), PaxosNs: int64(rep.Phases.Paxos)}, nil
+	return g, req, nil
 }
 
 // Rollback releases a transaction's locks at one group.
 func (s *Server) Rollback(ctx context.Context, r *meridianpb.RollbackRequest) (*meridianpb.RollbackResponse, error) {
-	meta, err := metaFromPB(r.Txn)
+	g, req, err := s.rollbackRequest(r)
 	if err != nil {
 		return nil, err
 	}
-	g, err := s.group(r.Group)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.do(ctx, g, txn.Request{Kind: txn.ReqRollback, Txn: meta}); err != nil {
+	if _, err := s.do(ctx, g, req); err != nil {
 		return nil, err
 	}
 	return &meridianpb.RollbackResponse{}, nil
+}
+
+func (s *Server) rollbackRequest(r *meridianpb.RollbackRequest) (*node.Group, txn.Request, error) {
+	meta, err := metaFromPB(r.Txn)
+	if err != nil {
+		return nil, txn.Request{}, err
+	}
+	g, err := s.group(r.Group)
+	if err != nil {
+		return nil, txn.Request{}, err
+	}
+	return g, txn.Request{Kind: txn.ReqRollback, Txn: meta}, nil
 }
 
 // SnapshotRead is a lock-free read at any replica.
