@@ -73,9 +73,18 @@ func appendTS(dst []byte, ts tt.Timestamp) []byte {
 // user key, terminator) and its 8-byte timestamp suffix: Pebble then keeps
 // bloom filters per user key, and a point read seeks by prefix and skips
 // the tables that do not hold the key. Every other key is all prefix.
+//
+// Pebble requires Compare to agree with comparing prefixes, then suffixes,
+// for every key it compares, including the separators and successors it
+// writes into index blocks. The default ones shorten keys byte-wise, which
+// can cut into the timestamp and leave a key whose Split no longer finds
+// its prefix (Pebble's invariants build caught one in the simulator), so
+// they are the identity here: index blocks hold whole keys.
 var comparer = func() *pebble.Comparer {
 	c := *pebble.DefaultComparer
 	c.Split = splitMVCC
+	c.Separator = func(dst, a, _ []byte) []byte { return append(dst, a...) }
+	c.Successor = func(dst, a []byte) []byte { return append(dst, a...) }
 	c.Name = "meridian.mvcc.v1"
 	return &c
 }()
