@@ -92,7 +92,7 @@ func (b *Batch) putVersion(key []byte, ts tt.Timestamp, tombstone bool, value []
 	op := b.b.SetDeferred(encodedKeyLen(key), vlen)
 	appendTS(appendKeyPrefix(op.Key[:0], key), ts)
 	encodeValue(op.Value, tombstone, value)
-	if b.e.rows != nil {
+	if b.e.rows != nil && !b.rewrites { // a rewrite empties the cache instead
 		w := rowWrite{ts: ts, tomb: tombstone}
 		w.prefix[0] = len(b.rowBuf)
 		b.rowBuf = append(b.rowBuf, op.Key[:len(op.Key)-tsLen]...)

@@ -128,12 +128,32 @@ func (c *rowCache) fill(prefix []byte, gen uint64, ts tt.Timestamp, found bool, 
 	if s.gen != gen || s.inflight > 0 || s.m[string(prefix)] != nil {
 		return
 	}
-	e := &rowEntry{ts: ts, tomb: !found && ts != absentTS, val: append([]byte(nil), val...)}
+	e := &rowEntry{ts: ts, tomb: !found && ts != absentTS}
+	e.setVal(val)
 	s.m[string(prefix)] = e
-	s.bytes += len(prefix) + len(e.val) + rowEntryOverhead
-	for k, e := range s.m { // Go's map order is random enough
-		if s.bytes <= c.maxShard {
-			break
+	s.bytes += entrySize(string(prefix), e)
+	s.evict(c.maxShard)
+}
+
+// setVal stores a copy of v, reusing the entry's buffer unless it is too
+// small or more than twice too large (memory is accounted by capacity).
+func (e *rowEntry) setVal(v []byte) {
+	if cap(e.val) < len(v) || cap(e.val) > 2*len(v)+64 {
+		e.val = make([]byte, len(v))
+	}
+	e.val = e.val[:len(v)]
+	copy(e.val, v)
+}
+
+// entrySize is the memory an entry is accounted for.
+func entrySize(k string, e *rowEntry) int { return len(k) + cap(e.val) + rowEntryOverhead }
+
+// evict drops entries (Go's map order is random enough) until the shard
+// is within max bytes. Pending entries stay: their commits update them.
+func (s *rowShard) evict(max int) {
+	for k, e := range s.m {
+		if s.bytes <= max {
+			return
 		}
 		if e.pending == 0 {
 			s.drop(k, e)
@@ -143,7 +163,7 @@ func (c *rowCache) fill(prefix []byte, gen uint64, ts tt.Timestamp, found bool, 
 
 func (s *rowShard) drop(k string, e *rowEntry) {
 	delete(s.m, k)
-	s.bytes -= len(k) + len(e.val) + rowEntryOverhead
+	s.bytes -= entrySize(k, e)
 }
 
 // rowWrite is one version a batch writes (or a key a GC round deletes
@@ -200,14 +220,19 @@ func (c *rowCache) finish(buf []byte, ws []rowWrite, update bool) {
 			case !update || e.pending > 1 || w.val[1]-w.val[0] > c.maxValue:
 				e.stale = true
 			case w.ts >= e.ts:
-				s.bytes += w.val[1] - w.val[0] - len(e.val)
+				s.bytes -= cap(e.val)
 				e.ts, e.tomb = w.ts, w.tomb
-				e.val = append(e.val[:0], buf[w.val[0]:w.val[1]]...)
+				e.setVal(buf[w.val[0]:w.val[1]])
+				s.bytes += cap(e.val)
 			}
 			e.pending--
 			if e.pending == 0 && e.stale {
 				s.drop(string(p), e)
 			}
+			// Updates grow entries too: a read-then-write workload keeps
+			// hitting its entries and never fills, so eviction runs here
+			// as well.
+			s.evict(c.maxShard)
 		}
 		s.mu.Unlock()
 	}

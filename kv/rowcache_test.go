@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,26 +107,48 @@ func TestRowCache(t *testing.T) {
 	}
 }
 
-// TestRowCacheBounded: the cache stays within its budget.
+// TestRowCacheBounded: the cache stays within its budget, also when the
+// entries it holds grow by being written (a read-then-write workload hits
+// its entries and never fills), and its accounting matches its entries.
 func TestRowCacheBounded(t *testing.T) {
 	const size = 64 << 10
 	e := openRowCacheTest(t, size)
+	check := func(when string) {
+		t.Helper()
+		total, n := 0, 0
+		for i := range e.rows.shards {
+			s := &e.rows.shards[i]
+			sum := 0
+			for k, en := range s.m {
+				sum += entrySize(k, en)
+			}
+			if sum != s.bytes {
+				t.Fatalf("%s: shard %d accounts %d bytes, its entries take %d", when, i, s.bytes, sum)
+			}
+			total += s.bytes
+			n += len(s.m)
+		}
+		if total > size || n == 0 {
+			t.Fatalf("%s: %d entries, %d bytes in a %d-byte cache", when, n, total, size)
+		}
+	}
 	for i := range 2000 {
 		k := fmt.Sprintf("key%05d", i)
-		put(t, e, k, 1, "0123456789abcdef0123456789abcdef")
+		put(t, e, k, 1, "v")
 		if _, _, err := e.Get([]byte(k), tt.MaxTimestamp); err != nil {
 			t.Fatal(err)
 		}
 	}
-	total, n := 0, 0
-	for i := range e.rows.shards {
-		s := &e.rows.shards[i]
-		total += s.bytes
-		n += len(s.m)
+	check("after fills")
+	big := strings.Repeat("x", e.rows.maxValue)
+	for i := range 2000 {
+		put(t, e, fmt.Sprintf("key%05d", i), 2, big)
 	}
-	if total > size || n == 0 {
-		t.Fatalf("%d entries, %d bytes in a %d-byte cache", n, total, size)
+	check("after the entries grew")
+	for i := range 2000 {
+		put(t, e, fmt.Sprintf("key%05d", i), 3, "s")
 	}
+	check("after they shrank")
 }
 
 // TestRowCacheAtomicReads: a writer commits batches setting keys a and b

@@ -258,8 +258,9 @@ func (g *Group) deliverTxn(m txn.Msg) {
 // Submit hands a request to the group. done receives the reply exactly
 // once: on the group's goroutine, or at once on the caller's if the group
 // has stopped (ErrStopped) or its queue is full (ErrBusy), as Reply.Err.
-// done must not block: it runs on the goroutine every request, message and
-// apply of the group waits for.
+// done must not block and must not call Submit: it runs on the goroutine
+// every request, message and apply of the group waits for, or on the
+// caller's while Submit holds the lock a stop waits for.
 func (g *Group) Submit(req txn.Request, done func(Reply)) {
 	// submitMu orders this check and the send with the stop: a request
 	// queued before the group stopped is answered by failAll.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -62,8 +63,18 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 	var calls sync.WaitGroup
 	finish := func(err error) error {
 		if err == nil {
-			// The client closed its side: every call is answered first.
-			calls.Wait()
+			// The client closed its side: every call is answered first,
+			// unless the node stops meanwhile.
+			answered := make(chan struct{})
+			go func() {
+				calls.Wait()
+				close(answered)
+			}()
+			select {
+			case <-answered:
+			case <-s.stop:
+				err = status.Error(codes.Unavailable, "node stopping")
+			}
 		}
 		results.close()
 		if serr := <-sent; err == nil {
@@ -112,11 +123,10 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 
 // serveAsync starts a call that is one request to a group (a locking read,
 // a commit, a rollback): done receives its result on the group's goroutine,
-// with no goroutine waiting for it. It reports false for other calls.
-// Unlike serveCall it does not bound the call by its timeout: the client
-// stops waiting at its deadline, and a result that arrives later is
-// dropped there.
-func (s *Server) serveAsync(call *meridianpb.BatchCall, done func(*meridianpb.BatchResult)) bool {
+// with no goroutine waiting for it, or DEADLINE_EXCEEDED once the call's
+// timeout passes (the group's later answer is then dropped, as a unary
+// call's would be). It reports false for other calls.
+func (s *Server) serveAsync(call *meridianpb.BatchCall, deliver func(*meridianpb.BatchResult)) bool {
 	res := &meridianpb.BatchResult{Id: call.Id}
 	var g *node.Group
 	var req txn.Request
@@ -137,11 +147,27 @@ func (s *Server) serveAsync(call *meridianpb.BatchCall, done func(*meridianpb.Ba
 	default:
 		return false
 	}
+	// Exactly one of the group's answer and the timeout is delivered.
+	var once atomic.Bool
+	done := func(r *meridianpb.BatchResult) {
+		if once.CompareAndSwap(false, true) {
+			deliver(r)
+		}
+	}
 	if err != nil {
 		done(setError(res, err))
 		return true
 	}
+	var timer *time.Timer // read by the answer, which Submit orders after this
+	if call.TimeoutNs > 0 {
+		timer = time.AfterFunc(time.Duration(call.TimeoutNs), func() {
+			done(setError(&meridianpb.BatchResult{Id: call.Id}, status.Error(codes.DeadlineExceeded, "the call's deadline passed")))
+		})
+	}
 	g.Submit(req, func(rep node.Reply) {
+		if timer != nil {
+			timer.Stop()
+		}
 		if err := s.replyError(g, rep, rep.Err); err != nil {
 			done(setError(res, err))
 			return

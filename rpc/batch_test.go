@@ -120,7 +120,30 @@ func TestBatch(t *testing.T) {
 		t.Errorf("batched rollback: %v", r.Err())
 	}
 
-	// Many calls at once, answered in any order, each its own.
+	// Calls whose deadline passes before their group answers get
+	// DEADLINE_EXCEEDED, once: the group's later answer is dropped (b.do
+	// fails on a repeated result).
+	late := make([]*meridianpb.BatchCall, 50)
+	for i := range late {
+		late[i] = &meridianpb.BatchCall{TimeoutNs: 1, Call: &meridianpb.BatchCall_Read{Read: &meridianpb.ReadRequest{
+			Group: gA, Txn: newMeta(), Span: &meridianpb.KeySpan{Key: []byte("a/batch")}}}}
+	}
+	expired := 0
+	for i, r := range b.do(late...) {
+		switch status.Code(r.Err()) {
+		case codes.DeadlineExceeded:
+			expired++
+		case codes.OK:
+		default:
+			t.Fatalf("read %d with a 1 ns deadline: %v", i, r.Err())
+		}
+	}
+	if expired == 0 {
+		t.Error("no read with a 1 ns deadline expired")
+	}
+	time.Sleep(50 * time.Millisecond) // the groups' late answers arrive and are dropped
+
+		// Many calls at once, answered in any order, each its own.
 	many := make([]*meridianpb.BatchCall, 2000)
 	for i := range many {
 		many[i] = batchStrongGet(gA, fmt.Sprintf("a/absent-%d", i%7))

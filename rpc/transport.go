@@ -173,15 +173,18 @@ func (p *Peers) run(pr *peer) {
 	var tm []txn.Msg
 	for {
 		var stream grpc.ClientStreamingClient[meridianpb.PeerBatch, meridianpb.Ack]
+		// Cancelled when the stream breaks, so that gRPC releases it.
+		ctx, cancel := context.WithCancel(context.Background())
 		conn, addr, err := p.conn(pr)
 		if err == nil {
 			var opts []grpc.CallOption
 			if compress(addr) {
 				opts = append(opts, grpc.UseCompressor(SnappyName))
 			}
-			stream, err = meridianpb.NewInternalClient(conn).Peer(context.Background(), opts...)
+			stream, err = meridianpb.NewInternalClient(conn).Peer(ctx, opts...)
 		}
 		if err != nil {
+			cancel()
 			if !p.backoff(&wait) {
 				return
 			}
@@ -193,6 +196,7 @@ func (p *Peers) run(pr *peer) {
 			select {
 			case <-p.done:
 				_, _ = stream.CloseAndRecv()
+				cancel()
 				return
 			case m := <-pr.paxos:
 				pm = append(pm, m)
@@ -211,6 +215,7 @@ func (p *Peers) run(pr *peer) {
 				break
 			}
 		}
+		cancel()
 		if !p.backoff(&wait) {
 			return
 		}
