@@ -143,7 +143,7 @@ func TestBatch(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond) // the groups' late answers arrive and are dropped
 
-		// Many calls at once, answered in any order, each its own.
+	// Many calls at once, answered in any order, each its own.
 	many := make([]*meridianpb.BatchCall, 2000)
 	for i := range many {
 		many[i] = batchStrongGet(gA, fmt.Sprintf("a/absent-%d", i%7))
