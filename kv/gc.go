@@ -160,6 +160,12 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState, maxDeletes 
 			rowBuf, rows = noteKey(rowBuf, rows, prefix)
 		}
 	}
+	flushTomb := func() error {
+		if st.tomb != nil {
+			note(st.prefix)
+		}
+		return st.flushTomb(pb)
+	}
 	examined := 0
 	valid := it.First()
 	for valid {
@@ -174,10 +180,7 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState, maxDeletes 
 			return fail(err)
 		}
 		if !bytes.Equal(prefix, st.prefix) {
-			if st.tomb != nil {
-				note(st.prefix)
-			}
-			if err := st.flushTomb(pb); err != nil {
+			if err := flushTomb(); err != nil {
 				return fail(err)
 			}
 			st.prefix = append(st.prefix[:0], prefix...)
@@ -218,10 +221,7 @@ func (e *Engine) gcRound(h tt.Timestamp, resume []byte, st *gcState, maxDeletes 
 	}
 	if next == nil {
 		// The end of the data: the last key's versions are all visited.
-		if st.tomb != nil {
-			note(st.prefix)
-		}
-		if err := st.flushTomb(pb); err != nil {
+		if err := flushTomb(); err != nil {
 			return fail(err)
 		}
 	}

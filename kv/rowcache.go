@@ -52,14 +52,15 @@ type rowShard struct {
 
 type rowEntry struct {
 	ts      tt.Timestamp // absentTS: the key has no version
-	tomb    bool
+	tomb    bool         // no value: a tombstone at ts, or no version
 	val     []byte
 	pending int  // committing batches that write the key
 	stale   bool // dropped once no longer pending
 }
 
-// absentTS marks an entry for a key with no version at all: below every
-// valid timestamp, so every read hits it and every write supersedes it.
+// absentTS is the timestamp of a key with no version at all, held as a
+// tombstone below every valid timestamp: every read hits it and every
+// write supersedes it.
 const absentTS tt.Timestamp = -1
 
 // rowEntryOverhead approximates an entry's memory beyond key and value.
@@ -99,7 +100,7 @@ func (c *rowCache) lookup(prefix []byte, ts tt.Timestamp) (val []byte, valTS tt.
 	if e == nil || e.pending > 0 || e.stale || e.ts > ts {
 		return nil, 0, false, false
 	}
-	if e.ts == absentTS || e.tomb {
+	if e.tomb {
 		return nil, 0, false, true
 	}
 	return append([]byte(nil), e.val...), e.ts, true, true
@@ -128,7 +129,7 @@ func (c *rowCache) fill(prefix []byte, gen uint64, ts tt.Timestamp, found bool, 
 	if s.gen != gen || s.inflight > 0 || s.m[string(prefix)] != nil {
 		return
 	}
-	e := &rowEntry{ts: ts, tomb: !found && ts != absentTS}
+	e := &rowEntry{ts: ts, tomb: !found}
 	e.setVal(val)
 	s.m[string(prefix)] = e
 	s.bytes += entrySize(string(prefix), e)

@@ -643,10 +643,7 @@ func (s *Server) Peer(stream meridianpb.Internal_PeerServer) error {
 		if err := s.sameCluster(b.ClusterId); err != nil {
 			return err
 		}
-		var pm []paxos.Message
-		if len(b.Paxos) > 0 {
-			pm = make([]paxos.Message, 0, len(b.Paxos))
-		}
+		pm := make([]paxos.Message, 0, len(b.Paxos))
 		for _, raw := range b.Paxos {
 			m, err := paxos.DecodeMessage(raw)
 			if err != nil {
@@ -654,10 +651,7 @@ func (s *Server) Peer(stream meridianpb.Internal_PeerServer) error {
 			}
 			pm = append(pm, m)
 		}
-		var tm []txn.Msg
-		if len(b.Txn) > 0 {
-			tm = make([]txn.Msg, 0, len(b.Txn))
-		}
+		tm := make([]txn.Msg, 0, len(b.Txn))
 		for _, raw := range b.Txn {
 			m, err := txnMsgFromPB(raw)
 			if err != nil {
