@@ -106,6 +106,8 @@ func TestClient(t *testing.T) {
 			t.Run("ServerErrors", func(t *testing.T) { testServerErrors(t, c) })
 			t.Run("Counter", func(t *testing.T) { testCounter(t, c) })
 			t.Run("CrossShardAtomic", func(t *testing.T) { testCrossShard(t, c) })
+			t.Run("ParallelRead", func(t *testing.T) { testParallelRead(t, c) })
+			t.Run("ParallelTransfers", func(t *testing.T) { testParallelTransfers(t, c) })
 			t.Run("Scan", func(t *testing.T) { testScan(t, c) })
 			t.Run("Staleness", func(t *testing.T) { testStaleness(t, c) })
 			t.Run("ReadTimestamp", func(t *testing.T) { testReadTimestamp(t, c) })
@@ -322,6 +324,146 @@ func testCrossShard(t *testing.T, c *Client) {
 		if erra != nil || errz != nil || string(va) != string(val) || string(vz) != string(val) || ro.Timestamp() < res.Timestamp {
 			t.Fatalf("strong read after round %d: %q %q (%v %v) at %d", round, va, vz, erra, errz, ro.Timestamp())
 		}
+	}
+}
+
+// testParallelRead: Read returns the present keys of both shards, in the
+// order asked, under locks that hold until the commit; Gets from several
+// goroutines share one transaction.
+func testParallelRead(t *testing.T, c *Client) {
+	ctx := testCtx(t)
+	mustApply(t, c, Put([]byte("a/par1"), []byte("a1")), Put([]byte("a/par2"), []byte("a2")), Put([]byte("z/par1"), []byte("z1")))
+	tx := c.Begin()
+	rows, err := tx.Read(ctx, []byte("z/par1"), []byte("a/absent"), []byte("a/par1"), []byte("z/absent"), []byte("a/par2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rows {
+		got = append(got, string(r.Key)+"="+string(r.Value))
+		if r.TS <= 0 {
+			t.Fatalf("%s read without its version's timestamp", r.Key)
+		}
+	}
+	if want := []string{"z/par1=z1", "a/par1=a1", "a/par2=a2"}; !slices.Equal(got, want) {
+		t.Fatalf("read %v, want %v", got, want)
+	}
+	// Concurrent Gets on one transaction (the race detector watches).
+	var wg sync.WaitGroup
+	for _, k := range []string{"a/par1", "z/par1", "a/par2"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := tx.Get(ctx, []byte(k)); err != nil {
+				t.Errorf("get %s: %v", k, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := tx.BufferWrite(Put([]byte("a/par1"), []byte("a1'")), Put([]byte("z/par1"), []byte("z1'"))); err != nil {
+		t.Fatal(err)
+	}
+	// The read locks hold: a write to a read key waits for the commit.
+	quick, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Apply(quick, []Mutation{Put([]byte("z/absent"), []byte("late"))}); err == nil {
+		t.Fatal("a write to a key the transaction read committed while it held the lock")
+	}
+	res, err := tx.Commit(ctx)
+	if err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	for k, want := range map[string]string{"a/par1": "a1'", "z/par1": "z1'"} {
+		if v, ok := getAt(t, c, res.Timestamp, k); !ok || v != want {
+			t.Fatalf("%s at the commit: %q, want %q", k, v, want)
+		}
+	}
+	if v, ok := getAt(t, c, res.Timestamp, "z/absent"); ok {
+		t.Fatalf("z/absent at the commit: %q, want absent", v)
+	}
+}
+
+// testParallelTransfers: concurrent transfers that read both accounts at
+// once (one in each shard) keep the total, and none deadlocks: every group
+// orders them by the priority the client stamped.
+func testParallelTransfers(t *testing.T, c *Client) {
+	ctx := testCtx(t)
+	const accounts, initial = 3, 100
+	key := func(i int) []byte { return []byte(fmt.Sprintf("%c/ptx%d", "az"[i%2], i)) }
+	var init []Mutation
+	for i := 0; i < 2*accounts; i++ {
+		init = append(init, Put(key(i), []byte(strconv.Itoa(initial))))
+	}
+	mustApply(t, c, init...)
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for range 10 {
+				a, b := 2*rng.IntN(accounts), 2*rng.IntN(accounts)+1 // a in shard a, b in shard z
+				if rng.IntN(2) == 0 {
+					a, b = b, a
+				}
+				_, err := c.ReadWriteTransaction(ctx, func(ctx context.Context, tx *ReadWriteTransaction) error {
+					rows, err := tx.Read(ctx, key(a), key(b))
+					if err != nil {
+						return err
+					}
+					if len(rows) != 2 {
+						return fmt.Errorf("read %d rows of 2", len(rows))
+					}
+					va, _ := strconv.Atoi(string(rows[0].Value))
+					vb, _ := strconv.Atoi(string(rows[1].Value))
+					return tx.BufferWrite(Put(key(a), []byte(strconv.Itoa(va-1))), Put(key(b), []byte(strconv.Itoa(vb+1))))
+				})
+				if err != nil {
+					t.Errorf("transfer %d→%d: %v", a, b, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	ro := c.ReadOnlyTransaction()
+	defer ro.Close()
+	sum := 0
+	for i := 0; i < 2*accounts; i++ {
+		v, err := ro.Get(ctx, key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(string(v))
+		sum += n
+	}
+	if sum != 2*accounts*initial {
+		t.Fatalf("accounts sum to %d, want %d", sum, 2*accounts*initial)
+	}
+}
+
+// TestNoteEpoch: the first answer's lock epoch holds for a group; answers
+// from another leadership poison the transaction, and its commit aborts.
+func TestNoteEpoch(t *testing.T) {
+	c := &Client{}
+	tx := c.newTxn(1)
+	tx.shards[7] = &meridianpb.ShardInfo{Group: 7}
+	tx.reads[7] = 0
+	if err := tx.noteEpoch(7, 41); err != nil || tx.reads[7] != 41 {
+		t.Fatalf("first answer: %v, epoch %d", err, tx.reads[7])
+	}
+	if err := tx.noteEpoch(7, 41); err != nil {
+		t.Fatalf("same epoch again: %v", err)
+	}
+	if err := tx.noteEpoch(7, 42); !errors.Is(err, ErrAborted) {
+		t.Fatalf("another leadership's answer: %v, want ErrAborted", err)
+	}
+	if tx.reads[7] != 41 {
+		t.Fatalf("the epoch moved to %d", tx.reads[7])
+	}
+	tx.writes[7] = []*meridianpb.Mutation{{Key: []byte("k")}}
+	if _, _, err := tx.commitRequest(); !errors.Is(err, ErrAborted) {
+		t.Fatalf("commit after lost locks: %v, want ErrAborted", err)
 	}
 }
 

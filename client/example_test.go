@@ -42,21 +42,16 @@ func ExampleClient_ReadWriteTransaction() {
 		log.Fatal(err)
 	}
 	res, err := c.ReadWriteTransaction(ctx, func(ctx context.Context, tx *client.ReadWriteTransaction) error {
-		balance := func(key []byte) (int, error) {
-			v, err := tx.Get(ctx, key)
-			if err != nil {
-				return 0, err
-			}
-			return strconv.Atoi(string(v))
-		}
-		from, err := balance(alice)
+		// One call reads both: the two shards are asked in parallel.
+		rows, err := tx.Read(ctx, alice, zoe)
 		if err != nil {
 			return err
 		}
-		to, err := balance(zoe)
-		if err != nil {
-			return err
+		if len(rows) != 2 {
+			return errors.New("an account is missing")
 		}
+		from, _ := strconv.Atoi(string(rows[0].Value))
+		to, _ := strconv.Atoi(string(rows[1].Value))
 		if from < 30 {
 			return errors.New("insufficient funds")
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/meridiandb/meridian/internal/txnid"
@@ -56,13 +57,31 @@ type CommitResult struct {
 const MaxCommitRetry = time.Minute
 
 // ReadWriteTransaction is a transaction in progress: reads take locks at
-// each group's leader, writes are buffered until commit.
+// each group's leader, writes are buffered until commit. Its reads and
+// BufferWrite are safe to call from several goroutines at once; commit
+// (the end of fn, or Commit) must come after they have returned.
 type ReadWriteTransaction struct {
-	c      *Client
-	meta   *meridianpb.TxnMeta
+	c    *Client
+	meta *meridianpb.TxnMeta // its ID and priority; fixed while reads run
+
+	mu     sync.Mutex
 	reads  map[uint64]uint64 // group → lock epoch of the reads there
 	writes map[uint64][]*meridianpb.Mutation
 	shards map[uint64]*meridianpb.ShardInfo
+	lost   error // locks were lost between reads: the commit must abort
+}
+
+// newTxn starts an attempt. priority is the transaction's wound-wait
+// priority, kept across its attempts: the client's clock when the first
+// attempt began. Stamping it here rather than at the first group reached
+// lets reads go to several groups at once with one priority everywhere
+// (wound-wait stays deadlock-free only if every group orders two
+// transactions the same way). A client clock running behind only gives
+// its transactions an edge in conflicts; the transaction ID's age is
+// drawn from the same clock.
+func (c *Client) newTxn(priority int64) *ReadWriteTransaction {
+	return &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: txnid.New(), Priority: priority},
+		reads: map[uint64]uint64{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
 }
 
 // ReadWriteTransaction runs fn in a transaction and commits it, re-running
@@ -72,11 +91,10 @@ type ReadWriteTransaction struct {
 // commit timestamp. A transaction that wrote nothing releases its locks and
 // returns a zero timestamp.
 func (c *Client) ReadWriteTransaction(ctx context.Context, fn func(ctx context.Context, t *ReadWriteTransaction) error) (CommitResult, error) {
-	priority := int64(0)
+	priority := time.Now().UnixNano()
 	backoff := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		t := &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: txnid.New(), Priority: priority},
-			reads: map[uint64]uint64{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
+		t := c.newTxn(priority)
 		err := fn(ctx, t)
 		if err == nil {
 			var res CommitResult
@@ -86,7 +104,6 @@ func (c *Client) ReadWriteTransaction(ctx context.Context, fn func(ctx context.C
 				return res, nil
 			}
 		}
-		priority = t.meta.Priority
 		if !errors.Is(err, ErrAborted) {
 			t.rollback(ctx)
 			return CommitResult{Attempts: attempt}, err
@@ -113,6 +130,64 @@ func (t *ReadWriteTransaction) Get(ctx context.Context, key []byte) ([]byte, err
 	return kvs[0].Value, nil
 }
 
+// Read reads keys under shared locks and returns the rows of those
+// present, in the order asked (absent keys are left out). Keys in
+// different groups are read in parallel, so a transaction touching two
+// groups pays one read round trip instead of two; keys in one group are
+// read one after another.
+func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyValue, error) {
+	var order []uint64 // groups in order of first appearance
+	byGroup := map[uint64][]int{}
+	for i, k := range keys {
+		s, err := t.c.shardOf(k)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := byGroup[s.Group]; !ok {
+			order = append(order, s.Group)
+		}
+		byGroup[s.Group] = append(byGroup[s.Group], i)
+	}
+	rows := make([]*KeyValue, len(keys))
+	errs := make([]error, len(order))
+	readGroup := func(gi int) {
+		for _, i := range byGroup[order[gi]] {
+			kvs, err := t.read(ctx, keys[i], &meridianpb.KeySpan{Key: keys[i]})
+			if err != nil {
+				errs[gi] = err
+				return
+			}
+			if len(kvs) > 0 {
+				rows[i] = &kvs[0]
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for gi := 1; gi < len(order); gi++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			readGroup(gi)
+		}()
+	}
+	if len(order) > 0 {
+		readGroup(0)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]KeyValue, 0, len(keys))
+	for _, r := range rows {
+		if r != nil {
+			out = append(out, *r)
+		}
+	}
+	return out, nil
+}
+
 // Scan reads the keys of r under shared range locks, at most limit of them
 // (0: the server's maximum), in key order (or reverse).
 func (t *ReadWriteTransaction) Scan(ctx context.Context, r KeyRange, limit int, reverse bool) ([]KeyValue, error) {
@@ -127,11 +202,13 @@ func (t *ReadWriteTransaction) read(ctx context.Context, routeKey []byte, span *
 	if err != nil {
 		return nil, err
 	}
+	t.mu.Lock()
 	t.shards[s.Group] = s
 	epoch, readBefore := t.reads[s.Group]
 	if !readBefore {
 		t.reads[s.Group] = 0 // rolled back on failure even before an answer
 	}
+	t.mu.Unlock()
 	var resp *meridianpb.ReadResponse
 	err = t.c.invoke(ctx, s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 		var err error
@@ -141,13 +218,28 @@ func (t *ReadWriteTransaction) read(ctx context.Context, routeKey []byte, span *
 	if err != nil {
 		return nil, err
 	}
-	if t.reads[s.Group] == 0 {
-		t.reads[s.Group] = resp.Epoch
-	}
-	if t.meta.Priority == 0 {
-		t.meta.Priority = resp.Priority
+	if err := t.noteEpoch(s.Group, resp.Epoch); err != nil {
+		return nil, err
 	}
 	return kvsFromPB(resp.Kvs), nil
+}
+
+// noteEpoch records the lock epoch a read at group was served in. The
+// first answer sets it and later reads send it, so a group that changed
+// leaders (and lost the locks) refuses them. Reads sent at once before
+// any answer carry no epoch; if their answers disagree, the locks of one
+// leadership are gone, and the transaction can only abort: committing
+// with either epoch could pass over a lost lock.
+func (t *ReadWriteTransaction) noteEpoch(group, epoch uint64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch prev := t.reads[group]; {
+	case prev == 0:
+		t.reads[group] = epoch
+	case prev != epoch && t.lost == nil:
+		t.lost = fmt.Errorf("%w: group %d changed leaders between this transaction's reads", ErrAborted, group)
+	}
+	return t.lost
 }
 
 // BufferWrite buffers mutations; they are written at commit.
@@ -157,52 +249,22 @@ func (t *ReadWriteTransaction) BufferWrite(ms ...Mutation) error {
 		if err != nil {
 			return err
 		}
+		t.mu.Lock()
 		t.shards[s.Group] = s
 		t.writes[s.Group] = append(t.writes[s.Group], &meridianpb.Mutation{Key: m.Key, Value: m.Value, Delete: m.Delete})
+		t.mu.Unlock()
 	}
 	return nil
 }
 
 func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error) {
-	if len(t.writes) == 0 {
+	req, coord, err := t.commitRequest()
+	if err != nil {
+		return CommitResult{}, err
+	}
+	if req == nil {
 		t.rollback(ctx)
 		return CommitResult{}, nil
-	}
-	groups := make([]uint64, 0, len(t.shards))
-	for g := range t.shards {
-		if _, read := t.reads[g]; read || len(t.writes[g]) > 0 {
-			groups = append(groups, g)
-		}
-	}
-	slices.Sort(groups)
-	// Coordinate at a written group homed in our region if there is one:
-	// the client's round trip to the coordinator stays local.
-	coord := groups[0]
-	for _, g := range groups {
-		if len(t.writes[g]) > 0 {
-			coord = g
-			break
-		}
-	}
-	for _, g := range groups {
-		if len(t.writes[g]) > 0 && t.shards[g].Home == t.c.cfg.Region {
-			coord = g
-			break
-		}
-	}
-	req := &meridianpb.CommitRequest{Coordinator: coord, Txn: t.meta}
-	for _, g := range groups {
-		epoch, read := t.reads[g]
-		if read && epoch == 0 {
-			return CommitResult{}, fmt.Errorf("%w: a read at group %d never answered", ErrAborted, g)
-		}
-		req.Participants = append(req.Participants, &meridianpb.Participant{Group: g, Writes: t.writes[g], Read: read, Epoch: epoch})
-	}
-	if len(t.reads) == 0 {
-		// Nothing locked under the ID yet: draw it now, so that the age
-		// a coordinator checks counts from the commit, not from when fn
-		// started buffering.
-		t.meta.Id = txnid.New()
 	}
 	// An ambiguous failure (the coordinator's leader went away) is
 	// retried: the coordinator group answers a repeated commit from its
@@ -211,7 +273,7 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 	inDoubt := false
 	for {
 		var resp *meridianpb.CommitResponse
-		err := t.c.invoke(ctx, t.shards[coord], toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+		err := t.c.invoke(ctx, coord, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 			var err error
 			resp, err = cl.Commit(ctx, req)
 			return err
@@ -250,10 +312,65 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 	}
 }
 
+// commitRequest builds the commit request and picks its coordinator; a
+// nil request when the transaction wrote nothing.
+func (t *ReadWriteTransaction) commitRequest() (*meridianpb.CommitRequest, *meridianpb.ShardInfo, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lost != nil {
+		return nil, nil, t.lost
+	}
+	if len(t.writes) == 0 {
+		return nil, nil, nil
+	}
+	groups := make([]uint64, 0, len(t.shards))
+	for g := range t.shards {
+		if _, read := t.reads[g]; read || len(t.writes[g]) > 0 {
+			groups = append(groups, g)
+		}
+	}
+	slices.Sort(groups)
+	// Coordinate at a written group homed in our region if there is one:
+	// the client's round trip to the coordinator stays local.
+	coord := groups[0]
+	for _, g := range groups {
+		if len(t.writes[g]) > 0 {
+			coord = g
+			break
+		}
+	}
+	for _, g := range groups {
+		if len(t.writes[g]) > 0 && t.shards[g].Home == t.c.cfg.Region {
+			coord = g
+			break
+		}
+	}
+	req := &meridianpb.CommitRequest{Coordinator: coord, Txn: t.meta}
+	for _, g := range groups {
+		epoch, read := t.reads[g]
+		if read && epoch == 0 {
+			return nil, nil, fmt.Errorf("%w: a read at group %d never answered", ErrAborted, g)
+		}
+		req.Participants = append(req.Participants, &meridianpb.Participant{Group: g, Writes: t.writes[g], Read: read, Epoch: epoch})
+	}
+	if len(t.reads) == 0 {
+		// Nothing locked under the ID yet: draw it now, so that the age
+		// a coordinator checks counts from the commit, not from when fn
+		// started buffering.
+		t.meta.Id = txnid.New()
+	}
+	return req, t.shards[coord], nil
+}
+
 // rollback releases the locks taken at every group read (best effort).
 func (t *ReadWriteTransaction) rollback(ctx context.Context) {
+	t.mu.Lock()
+	read := make(map[uint64]*meridianpb.ShardInfo, len(t.reads))
 	for g := range t.reads {
-		s := t.shards[g]
+		read[g] = t.shards[g]
+	}
+	t.mu.Unlock()
+	for g, s := range read {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		_ = t.c.invoke(rctx, s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 			_, err := cl.Rollback(ctx, &meridianpb.RollbackRequest{Group: g, Txn: t.meta})
@@ -446,10 +563,7 @@ func kvsFromPB(kvs []*meridianpb.KeyValue) []KeyValue {
 
 // Begin starts an interactive read-write transaction (the shell's): no
 // automatic retry; call Commit or Rollback.
-func (c *Client) Begin() *ReadWriteTransaction {
-	return &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: txnid.New()},
-		reads: map[uint64]uint64{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
-}
+func (c *Client) Begin() *ReadWriteTransaction { return c.newTxn(time.Now().UnixNano()) }
 
 // Commit commits an interactive transaction.
 func (t *ReadWriteTransaction) Commit(ctx context.Context) (CommitResult, error) {

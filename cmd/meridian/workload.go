@@ -291,16 +291,16 @@ func runBank(ctx context.Context, out io.Writer, c *client.Client, f *workloadFl
 		}
 		amount := 1 + rng.IntN(10)
 		_, err := c.ReadWriteTransaction(ctx, func(ctx context.Context, t *client.ReadWriteTransaction) error {
-			va, err := t.Get(ctx, bankKey(a))
+			// Both accounts in one call: their groups are read in parallel.
+			rows, err := t.Read(ctx, bankKey(a), bankKey(b))
 			if err != nil {
 				return err
 			}
-			vb, err := t.Get(ctx, bankKey(b))
-			if err != nil {
-				return err
+			if len(rows) != 2 {
+				return fmt.Errorf("%w: account %d or %d is missing", client.ErrNotFound, a, b)
 			}
-			ba, _ := strconv.Atoi(string(va))
-			bb, _ := strconv.Atoi(string(vb))
+			ba, _ := strconv.Atoi(string(rows[0].Value))
+			bb, _ := strconv.Atoi(string(rows[1].Value))
 			if ba < amount {
 				return nil
 			}
