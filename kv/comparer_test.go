@@ -52,5 +52,19 @@ func TestComparerKeysAgreeWithSplit(t *testing.T) {
 		}
 		check("separator", sep)
 		check("successor", comparer.Successor(nil, a))
+		// A prefix's immediate successor is a whole prefix above every
+		// version of it, and not above the next prefix.
+		pa, pb := a[:comparer.Split(a)], b[:comparer.Split(b)]
+		succ := comparer.ImmediateSuccessor(nil, pa)
+		check("immediate successor", succ)
+		if comparer.Split(succ) != len(succ) || comparer.Compare(succ, a) <= 0 ||
+			(!bytes.Equal(pa, pb) && comparer.Compare(succ, pb) > 0) {
+			t.Fatalf("immediate successor %x of prefix %x: above %x? not above prefix %x?", succ, pa, a, pb)
+		}
+	}
+	for _, k := range [][]byte{logKey(3, 9), metaKey(3, []byte("x"))} {
+		if got := comparer.ImmediateSuccessor(nil, k); !bytes.Equal(got, append(bytes.Clone(k), 0)) {
+			t.Fatalf("immediate successor of %x: %x", k, got)
+		}
 	}
 }

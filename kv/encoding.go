@@ -79,15 +79,36 @@ func appendTS(dst []byte, ts tt.Timestamp) []byte {
 // writes into index blocks. The default ones shorten keys byte-wise, which
 // can cut into the timestamp and leave a key whose Split no longer finds
 // its prefix (Pebble's invariants build caught one in the simulator), so
-// they are the identity here: index blocks hold whole keys.
+// they are the identity here: index blocks hold whole keys. For the same
+// reason a data key prefix's immediate successor (what Pebble seeks to
+// when it moves past every version of a prefix) is the prefix with its
+// terminator raised, not the prefix with a zero byte appended: that key
+// would sort byte-wise before the prefix's own versions.
 var comparer = func() *pebble.Comparer {
 	c := *pebble.DefaultComparer
 	c.Split = splitMVCC
 	c.Separator = func(dst, a, _ []byte) []byte { return append(dst, a...) }
 	c.Successor = func(dst, a []byte) []byte { return append(dst, a...) }
+	c.ImmediateSuccessor = immediateSuccessor
 	c.Name = "meridian.mvcc.v1"
 	return &c
 }()
+
+// immediateSuccessor returns the smallest prefix key above every key with
+// prefix a (a whole key, as Split returns it). A data key prefix ends in
+// its terminator escByte escTerm, and escaping keeps escByte escTerm out of
+// its body, so raising the terminator's last byte gives a key above all
+// its versions, below every other data prefix above a, and one Split
+// leaves whole. Any other key is all prefix: a with a zero byte appended.
+func immediateSuccessor(dst, a []byte) []byte {
+	n := len(a)
+	if n >= minKeyLen-tsLen && a[0] == spaceData && a[n-2] == escByte && a[n-1] == escTerm {
+		dst = append(dst, a...)
+		dst[len(dst)-1]++
+		return dst
+	}
+	return append(append(dst, a...), 0)
+}
 
 // splitMVCC is comparer's Split. Escaped user keys hold escByte only
 // before escEscaped, so escByte escTerm tsLen bytes from the end is the
