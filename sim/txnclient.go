@@ -21,6 +21,9 @@ const (
 	registersPerShard    = 3
 	clientTimeout        = 6 * time.Second
 	maxAttempts          = 8
+	// maxClientSkew bounds how far a client's clock is off (uniform in
+	// ±maxClientSkew): the priorities clients stamp are not in step.
+	maxClientSkew = 50 * time.Millisecond
 )
 
 func bankKey(shard uint64, i int) string { return fmt.Sprintf("s%d/acct%d", shard, i) }
@@ -35,6 +38,9 @@ type tclient struct {
 	cur    *ctxn
 	seq    int
 	probe  int // probe writer epoch
+	// skew is how far this client's clock is off: priorities the client
+	// stamps itself (parallel reads) come from it.
+	skew time.Duration
 }
 
 type txnOutcome uint8
@@ -56,6 +62,9 @@ type ctxn struct {
 	vals    map[string]ReadObs
 	epochs  map[uint64]uint64 // group → lock epoch of the reads there
 	next    int               // next read
+	// parallel: reads go to every group at once, as the Go client's
+	// Read does, under a priority the client stamped from its own clock.
+	parallel bool
 	// commit bookkeeping
 	commitSent tt.Timestamp
 	cross      bool
@@ -201,6 +210,11 @@ func (s *txnSim) finishTxn(c *tclient, t *ctxn, o txnOutcome) {
 func (s *txnSim) runRW(c *tclient, label string, reads []string, compute func(map[string]ReadObs) []WriteOp) {
 	t := s.newTxn(c, ReadWrite, label)
 	t.rw, t.reads, t.compute = true, reads, compute
+	if s.rng.IntN(2) == 0 {
+		t.parallel = true
+		t.meta.Priority = max(1, s.loop.Now().Add(c.skew))
+		s.res.ParallelRW++
+	}
 	s.rwStep(t)
 }
 
@@ -222,6 +236,10 @@ func (s *txnSim) retryRW(t *ctxn) {
 
 func (s *txnSim) rwStep(t *ctxn) {
 	if t.c.cur != t {
+		return
+	}
+	if t.parallel && t.next < len(t.reads) {
+		s.rwParallel(t)
 		return
 	}
 	if t.next < len(t.reads) {
@@ -253,6 +271,46 @@ func (s *txnSim) rwStep(t *ctxn) {
 	}
 	t.rec.Writes = writes
 	s.commit(t)
+}
+
+// rwParallel sends the reads as the Go client's Read does: the keys of
+// different groups at once, one group's keys one after another (the first
+// answer there fixes the lock epoch the next ones carry). rwStep goes on
+// to the writes when every group's reads have answered; a failure retries
+// the transaction, and the retry's new epoch drops the others' answers.
+func (s *txnSim) rwParallel(t *ctxn) {
+	var order []uint64
+	byGroup := map[uint64][]string{}
+	for _, k := range t.reads {
+		g := s.shardOf(k).id
+		if _, ok := byGroup[g]; !ok {
+			order = append(order, g)
+		}
+		byGroup[g] = append(byGroup[g], k)
+	}
+	t.next = len(t.reads)
+	left := len(order)
+	var chain func(g uint64, keys []string)
+	chain = func(g uint64, keys []string) {
+		if len(keys) == 0 {
+			if left--; left == 0 {
+				s.rwStep(t)
+			}
+			return
+		}
+		key := keys[0]
+		s.send(t, g, txn.Request{Kind: txn.ReqRead, Txn: t.meta, Key: []byte(key), Epoch: t.epochs[g]}, true, func(r txn.Response) {
+			s.rwFailed(t, r.Err)
+		}, func(kvs []kv.KeyValue, _ tt.Timestamp) {
+			obs := pointObs(key, kvs)
+			t.vals[key] = obs
+			t.rec.Reads = append(t.rec.Reads, obs)
+			chain(g, keys[1:])
+		})
+	}
+	for _, g := range order {
+		chain(g, byGroup[g])
+	}
 }
 
 func (s *txnSim) commit(t *ctxn) {
@@ -655,8 +713,16 @@ func (s *txnSim) answerRead(rep *trep, task txn.ReadTask, kvs []kv.KeyValue, err
 		if task.Priority != 0 && cl.t.meta.Priority == 0 {
 			cl.t.meta.Priority = task.Priority
 		}
-		if task.Epoch != 0 && cl.t.epochs != nil && cl.t.epochs[cl.group] == 0 {
-			cl.t.epochs[cl.group] = task.Epoch
+		if task.Epoch != 0 && cl.t.epochs != nil {
+			switch prev := cl.t.epochs[cl.group]; {
+			case prev == 0:
+				cl.t.epochs[cl.group] = task.Epoch
+			case prev != task.Epoch:
+				// Served by another leadership than an earlier read
+				// there: those locks are gone (the Go client's noteEpoch).
+				cl.onResp(txn.Response{ID: task.ID, Err: fmt.Errorf("%w: group %d changed leaders between reads", txn.ErrAborted, cl.group)})
+				return
+			}
 		}
 		if err != nil {
 			cl.onResp(txn.Response{ID: task.ID, Err: err})

@@ -111,6 +111,10 @@ type TxnResult struct {
 	// FastReads counts single-group strong reads a leader served from its
 	// published state, without entering the group.
 	FastReads int
+	// ParallelRW counts read-write transactions that read every group at
+	// once under a priority their client stamped from its own (skewed)
+	// clock; the others read one key at a time, stamped by the first group.
+	ParallelRW int
 	// CommitP50 is the median commit latency (commit request to answer at
 	// the client) of cross-region two-phase commits; CommitBound the median
 	// of their analytic lower bounds; LocalCommitP50 the median of
@@ -326,7 +330,8 @@ func (s *txnSim) setup() error {
 	for r := 0; r < R; r++ {
 		for c := 0; c < s.opts.ClientsPerRegion; c++ {
 			n := nodeAt(r, c)
-			s.clients = append(s.clients, &tclient{id: len(s.clients), region: r, node: n.id, hints: map[uint64]paxos.ReplicaID{}})
+			s.clients = append(s.clients, &tclient{id: len(s.clients), region: r, node: n.id, hints: map[uint64]paxos.ReplicaID{},
+				skew: time.Duration(s.rng.Int64N(int64(2*maxClientSkew))) - maxClientSkew})
 		}
 	}
 	return nil

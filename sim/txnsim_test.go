@@ -22,7 +22,7 @@ func TestTxnSeeds(t *testing.T) {
 		first, n = uint64(*paxosSeed), 1
 	}
 	for _, placement := range []string{"regional", "spread"} {
-		committed := 0
+		committed, parallel := 0, 0
 		for i := 0; i < n; i++ {
 			seed := first + uint64(i)
 			res, err := RunTxn(TxnOptions{Seed: seed, Placement: placement, Faults: []string{"all"}, Duration: 30 * time.Second})
@@ -30,13 +30,14 @@ func TestTxnSeeds(t *testing.T) {
 				t.Fatal(err)
 			}
 			committed += res.Committed
+			parallel += res.ParallelRW
 			for _, v := range res.Violations {
 				t.Errorf("%s seed %d: %s\n  replay: meridian sim txn --seed %d --placement %s --faults all --duration 30s",
 					placement, seed, v, seed, placement)
 			}
 		}
-		if committed == 0 {
-			t.Errorf("%s: no transaction committed in %d seeds", placement, n)
+		if committed == 0 || parallel == 0 {
+			t.Errorf("%s: %d transactions committed and %d read in parallel in %d seeds", placement, committed, parallel, n)
 		}
 	}
 }

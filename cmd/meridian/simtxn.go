@@ -87,6 +87,7 @@ type simTxnReport struct {
 	Unknown               int            `json:"unknown"`
 	ReadOnly              int            `json:"read_only"`
 	FastReads             int            `json:"fast_strong_reads"`
+	ParallelRW            int            `json:"parallel_read_txns"`
 	GCRemoved             int            `json:"gc_versions_removed"`
 	CommitP50Ms           float64        `json:"commit_p50_ms"`
 	CommitBoundMs         float64        `json:"commit_bound_ms"`
@@ -138,6 +139,7 @@ func runSimTxn(cmd *cobra.Command, f *simTxnFlags) error {
 			rep.Unknown += res.Unknown
 			rep.ReadOnly += res.ReadOnly
 			rep.FastReads += res.FastReads
+			rep.ParallelRW += res.ParallelRW
 			rep.GCRemoved += res.GCRemoved
 			virt += res.Virtual
 			wall += res.Wall
@@ -206,6 +208,7 @@ func runSimTxn(cmd *cobra.Command, f *simTxnFlags) error {
 		fmt.Fprintf(out, "violations:            %d\n", len(rep.Violations))
 		fmt.Fprintf(out, "transactions:          %d committed, %d aborted attempts (retried), %d unknown, %d read-only (%d strong reads served from a leader's published state)\n",
 			rep.Committed, rep.Aborted, rep.Unknown, rep.ReadOnly, rep.FastReads)
+		fmt.Fprintf(out, "parallel reads:        %d read-write transactions read all their groups at once, under client-stamped priorities\n", rep.ParallelRW)
 		fmt.Fprintf(out, "version gc:            %d versions removed (retention %s virtual)\n", rep.GCRemoved, sim.SimRetention)
 		fmt.Fprintf(out, "cross-region commit:   p50 %.1f ms, analytic lower bound %.1f ms (ratio %.2f)\n",
 			rep.CommitP50Ms, rep.CommitBoundMs, ratio(rep.CommitP50Ms, rep.CommitBoundMs))
