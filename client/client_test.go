@@ -406,6 +406,7 @@ func testParallelTransfers(t *testing.T, c *Client) {
 				if rng.IntN(2) == 0 {
 					a, b = b, a
 				}
+				began := time.Now()
 				_, err := c.ReadWriteTransaction(ctx, func(ctx context.Context, tx *ReadWriteTransaction) error {
 					rows, err := tx.Read(ctx, key(a), key(b))
 					if err != nil {
@@ -421,6 +422,11 @@ func testParallelTransfers(t *testing.T, c *Client) {
 				if err != nil {
 					t.Errorf("transfer %d→%d: %v", a, b, err)
 					return
+				}
+				// Two groups ordering the transfers differently would
+				// deadlock them until a lock wait (5 s) gives up.
+				if took := time.Since(began); took >= 5*time.Second {
+					t.Errorf("transfer %d→%d took %v: a lock wait ran out", a, b, took)
 				}
 			}
 		}()
@@ -460,6 +466,11 @@ func TestNoteEpoch(t *testing.T) {
 	}
 	if tx.reads[7] != 41 {
 		t.Fatalf("the epoch moved to %d", tx.reads[7])
+	}
+	// Even with nothing written the commit reports it: the reads it
+	// returned were not all protected.
+	if _, _, err := tx.commitRequest(); !errors.Is(err, ErrAborted) {
+		t.Fatalf("read-only commit after lost locks: %v, want ErrAborted", err)
 	}
 	tx.writes[7] = []*meridianpb.Mutation{{Key: []byte("k")}}
 	if _, _, err := tx.commitRequest(); !errors.Is(err, ErrAborted) {

@@ -76,9 +76,12 @@ type ReadWriteTransaction struct {
 // attempt began. Stamping it here rather than at the first group reached
 // lets reads go to several groups at once with one priority everywhere
 // (wound-wait stays deadlock-free only if every group orders two
-// transactions the same way). A client clock running behind only gives
-// its transactions an edge in conflicts; the transaction ID's age is
-// drawn from the same clock.
+// transactions the same way). It costs fairness, never safety, when the
+// client's clock is off: ahead by D, its transactions lose their
+// conflicts for up to D; behind by D, they win against every transaction
+// begun within D after them. Client clocks are expected to be kept by NTP,
+// as the transaction ID's age (drawn from the same clock) already
+// assumes.
 func (c *Client) newTxn(priority int64) *ReadWriteTransaction {
 	return &ReadWriteTransaction{c: c, meta: &meridianpb.TxnMeta{Id: txnid.New(), Priority: priority},
 		reads: map[uint64]uint64{}, writes: map[uint64][]*meridianpb.Mutation{}, shards: map[uint64]*meridianpb.ShardInfo{}}
@@ -131,10 +134,14 @@ func (t *ReadWriteTransaction) Get(ctx context.Context, key []byte) ([]byte, err
 }
 
 // Read reads keys under shared locks and returns the rows of those
-// present, in the order asked (absent keys are left out). Keys in
-// different groups are read in parallel, so a transaction touching two
-// groups pays one read round trip instead of two; keys in one group are
-// read one after another.
+// present, in the order asked (absent keys are left out; a key asked twice
+// is read and returned twice). Keys in different groups are read in
+// parallel, so a transaction touching two groups pays one read round trip
+// instead of two; keys in one group are read one after another. When a
+// read fails, the others stop, Read returns no rows and the error (an
+// ErrAborted one if any group aborted the transaction, so that
+// ReadWriteTransaction re-runs it), and the locks taken are released when
+// the transaction ends.
 func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyValue, error) {
 	var order []uint64 // groups in order of first appearance
 	byGroup := map[uint64][]int{}
@@ -149,12 +156,26 @@ func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyV
 		byGroup[s.Group] = append(byGroup[s.Group], i)
 	}
 	rows := make([]*KeyValue, len(keys))
-	errs := make([]error, len(order))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var errMu sync.Mutex
+	var firstErr error
+	fail := func(err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		if firstErr == nil || errors.Is(err, ErrAborted) && !errors.Is(firstErr, ErrAborted) {
+			firstErr = err
+		}
+		cancel() // the other groups' reads stop
+	}
 	readGroup := func(gi int) {
 		for _, i := range byGroup[order[gi]] {
+			if ctx.Err() != nil {
+				return
+			}
 			kvs, err := t.read(ctx, keys[i], &meridianpb.KeySpan{Key: keys[i]})
 			if err != nil {
-				errs[gi] = err
+				fail(err)
 				return
 			}
 			if len(kvs) > 0 {
@@ -173,11 +194,11 @@ func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyV
 	if len(order) > 0 {
 		readGroup(0)
 	}
+	// Every read has ended before Read returns, so a rollback that
+	// follows cannot overtake one and leave its lock behind.
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	out := make([]KeyValue, 0, len(keys))
 	for _, r := range rows {

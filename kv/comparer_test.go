@@ -62,7 +62,32 @@ func TestComparerKeysAgreeWithSplit(t *testing.T) {
 			t.Fatalf("immediate successor %x of prefix %x: above %x? not above prefix %x?", succ, pa, a, pb)
 		}
 	}
-	for _, k := range [][]byte{logKey(3, 9), metaKey(3, []byte("x"))} {
+	// The closest cases: user keys extending u by an escaped zero, a
+	// terminator-like byte or 0xFF; the successor is appended to dst.
+	for _, u := range []string{"", "u", "u\x00", "u\x01", "u\xff"} {
+		p := appendKeyPrefix(nil, []byte(u))
+		succ := comparer.ImmediateSuccessor([]byte("dst"), p)
+		if !bytes.HasPrefix(succ, []byte("dst")) {
+			t.Fatalf("immediate successor of %q overwrote dst: %x", u, succ)
+		}
+		succ = succ[3:]
+		if comparer.Split(succ) != len(succ) {
+			t.Fatalf("immediate successor %x of %q is not a whole prefix", succ, u)
+		}
+		for _, ts := range []tt.Timestamp{0, 1, 1 << 40, tt.MaxTimestamp} {
+			if comparer.Compare(succ, EncodeKey([]byte(u), ts)) <= 0 {
+				t.Fatalf("immediate successor %x of %q not above its version at %d", succ, u, ts)
+			}
+			for _, next := range []string{u + "\x00", u + "\x00\x00", u + "\x01", u + "\xff"} {
+				if comparer.Compare(succ, EncodeKey([]byte(next), ts)) >= 0 {
+					t.Fatalf("immediate successor %x of %q not below %q at %d", succ, u, next, ts)
+				}
+			}
+		}
+	}
+	// Keys of other spaces are all prefix, even those ending like a
+	// terminator (00 01).
+	for _, k := range [][]byte{logKey(3, 9), logKey(3, 1), metaKey(3, []byte("x")), metaKey(3, []byte{escByte, escTerm})} {
 		if got := comparer.ImmediateSuccessor(nil, k); !bytes.Equal(got, append(bytes.Clone(k), 0)) {
 			t.Fatalf("immediate successor of %x: %x", k, got)
 		}

@@ -95,17 +95,14 @@ var comparer = func() *pebble.Comparer {
 }()
 
 // immediateSuccessor returns the smallest prefix key above every key with
-// prefix a (a whole key, as Split returns it). A data key prefix ends in
-// its terminator escByte escTerm, and escaping keeps escByte escTerm out of
-// its body, so raising the terminator's last byte gives a key above all
-// its versions, below every other data prefix above a, and one Split
-// leaves whole. Any other key is all prefix: a with a zero byte appended.
+// prefix a (a whole key, as Split returns it). For a data key prefix that
+// is prefixEnd(a), which Split leaves whole (escaping keeps escByte escTerm
+// out of the body); any other key is all prefix: a with a zero byte
+// appended.
 func immediateSuccessor(dst, a []byte) []byte {
 	n := len(a)
 	if n >= minKeyLen-tsLen && a[0] == spaceData && a[n-2] == escByte && a[n-1] == escTerm {
-		dst = append(dst, a...)
-		dst[len(dst)-1]++
-		return dst
+		return append(dst, prefixEnd(a)...)
 	}
 	return append(append(dst, a...), 0)
 }
