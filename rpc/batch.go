@@ -43,6 +43,7 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 	// the stream (clients keep theirs open between calls).
 	type recvd struct {
 		b   *meridianpb.BatchRequest
+		at  time.Time // when it arrived: the calls' timeouts count from here
 		err error
 	}
 	in := make(chan recvd)
@@ -50,7 +51,7 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 		for {
 			b, err := stream.Recv()
 			select {
-			case in <- recvd{b, err}:
+			case in <- recvd{b, time.Now(), err}:
 			case <-ctx.Done():
 				return
 			}
@@ -113,10 +114,10 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 				results.push(res, true)
 				calls.Done()
 			}
-			if s.serveAsync(call, done) {
+			if s.serveAsync(call, r.at, done) {
 				continue
 			}
-			s.workers.run(func() { done(s.serveCall(ctx, call)) })
+			s.workers.run(func() { done(s.serveCall(ctx, call, r.at)) })
 		}
 	}
 }
@@ -124,9 +125,10 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 // serveAsync starts a call that is one request to a group (a locking read,
 // a commit, a rollback): done receives its result on the group's goroutine,
 // with no goroutine waiting for it, or DEADLINE_EXCEEDED once the call's
-// timeout passes (the group's later answer is then dropped, as a unary
-// call's would be). It reports false for other calls.
-func (s *Server) serveAsync(call *meridianpb.BatchCall, deliver func(*meridianpb.BatchResult)) bool {
+// timeout, counted from its arrival at, passes (the group's later answer
+// is then dropped, as a unary call's would be; a call already past it is
+// not started). It reports false for other calls.
+func (s *Server) serveAsync(call *meridianpb.BatchCall, at time.Time, deliver func(*meridianpb.BatchResult)) bool {
 	res := &meridianpb.BatchResult{Id: call.Id}
 	var g *node.Group
 	var req txn.Request
@@ -160,9 +162,15 @@ func (s *Server) serveAsync(call *meridianpb.BatchCall, deliver func(*meridianpb
 	}
 	var timer *time.Timer // read by the answer, which Submit orders after this
 	if call.TimeoutNs > 0 {
-		timer = time.AfterFunc(time.Duration(call.TimeoutNs), func() {
+		expired := func() {
 			done(setError(&meridianpb.BatchResult{Id: call.Id}, status.Error(codes.DeadlineExceeded, "the call's deadline passed")))
-		})
+		}
+		left := time.Until(at.Add(time.Duration(call.TimeoutNs)))
+		if left <= 0 {
+			expired()
+			return true
+		}
+		timer = time.AfterFunc(left, expired)
 	}
 	g.Submit(req, func(rep node.Reply) {
 		if timer != nil {
@@ -326,11 +334,11 @@ func sendResults(stream meridianpb.Meridian_BatchServer, q *resultQueue, sem <-c
 	}
 }
 
-// serveCall runs one call as its unary counterpart.
-func (s *Server) serveCall(ctx context.Context, call *meridianpb.BatchCall) *meridianpb.BatchResult {
+// serveCall runs one call, which arrived at at, as its unary counterpart.
+func (s *Server) serveCall(ctx context.Context, call *meridianpb.BatchCall, at time.Time) *meridianpb.BatchResult {
 	if call.TimeoutNs > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(call.TimeoutNs))
+		ctx, cancel = context.WithDeadline(ctx, at.Add(time.Duration(call.TimeoutNs)))
 		defer cancel()
 	}
 	res := &meridianpb.BatchResult{Id: call.Id}

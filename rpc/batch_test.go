@@ -122,24 +122,23 @@ func TestBatch(t *testing.T) {
 
 	// Calls whose deadline passes before their group answers get
 	// DEADLINE_EXCEEDED, once: the group's later answer is dropped (b.do
-	// fails on a repeated result).
-	late := make([]*meridianpb.BatchCall, 50)
+	// fails on a repeated result). Timeouts count from a call's arrival, so
+	// one of 1 ns has always passed: it is answered at once, never started.
+	late := make([]*meridianpb.BatchCall, 100)
 	for i := range late {
 		late[i] = &meridianpb.BatchCall{TimeoutNs: 1, Call: &meridianpb.BatchCall_Read{Read: &meridianpb.ReadRequest{
 			Group: gA, Txn: newMeta(), Span: &meridianpb.KeySpan{Key: []byte("a/batch")}}}}
-	}
-	expired := 0
-	for i, r := range b.do(late...) {
-		switch status.Code(r.Err()) {
-		case codes.DeadlineExceeded:
-			expired++
-		case codes.OK:
-		default:
-			t.Fatalf("read %d with a 1 ns deadline: %v", i, r.Err())
+		if i%2 == 1 {
+			late[i].TimeoutNs = int64(100 * time.Microsecond) // either outcome, exactly once
 		}
 	}
-	if expired == 0 {
-		t.Error("no read with a 1 ns deadline expired")
+	for i, r := range b.do(late...) {
+		switch code := status.Code(r.Err()); {
+		case i%2 == 0 && code != codes.DeadlineExceeded:
+			t.Fatalf("read %d with a 1 ns deadline: %v, want DEADLINE_EXCEEDED", i, r.Err())
+		case code != codes.OK && code != codes.DeadlineExceeded:
+			t.Fatalf("read %d with a 100 µs deadline: %v", i, r.Err())
+		}
 	}
 	time.Sleep(50 * time.Millisecond) // the groups' late answers arrive and are dropped
 
