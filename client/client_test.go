@@ -113,6 +113,7 @@ func TestClient(t *testing.T) {
 			t.Run("ReadTimestamp", func(t *testing.T) { testReadTimestamp(t, c) })
 			t.Run("ErrorRollsBack", func(t *testing.T) { testErrorRollsBack(t, c) })
 			t.Run("BeginCommitRollback", func(t *testing.T) { testBegin(t, c) })
+			t.Run("ReadOnlyCommitChecksLocks", func(t *testing.T) { testReadOnlyCommitChecksLocks(t, c) })
 			t.Run("FollowsLeaderHints", func(t *testing.T) { testLeaderHints(t, tc, mode.unary) })
 			t.Run("BeyondRetention", func(t *testing.T) { testBeyondRetention(t, tc, c) })
 		})
@@ -799,6 +800,44 @@ func testBegin(t *testing.T, c *Client) {
 	}
 	if _, err := c.Apply(quick, []Mutation{Put([]byte("g/begin"), []byte("again"))}); err != nil {
 		t.Fatalf("write after a read-only commit: %v", err)
+	}
+}
+
+// testReadOnlyCommitChecksLocks: a transaction that only read, at two
+// groups, commits only if its locks at both were still held: here an
+// older writer wounds it at the first group between its reads, so the
+// values it saw were never protected together.
+func testReadOnlyCommitChecksLocks(t *testing.T, c *Client) {
+	ctx := testCtx(t)
+	mustApply(t, c, Put([]byte("a/rocheck"), []byte("1")), Put([]byte("z/rocheck"), []byte("1")))
+	old := c.Begin()
+	time.Sleep(time.Millisecond) // a younger priority
+	young := c.Begin()
+	if _, err := young.Get(ctx, []byte("a/rocheck")); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.BufferWrite(Put([]byte("a/rocheck"), []byte("2")), Put([]byte("z/rocheck"), []byte("2"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Commit(ctx); err != nil {
+		t.Fatalf("the older writer: %v", err)
+	}
+	if v, err := young.Get(ctx, []byte("z/rocheck")); err != nil || string(v) != "2" {
+		t.Fatalf("young reads z after the write: %q %v", v, err)
+	}
+	// It saw a=1 and z=2, which no serial order gives.
+	if res, err := young.Commit(ctx); !errors.Is(err, ErrAborted) {
+		t.Fatalf("read-only commit after losing a lock: %+v %v, want ErrAborted", res, err)
+	}
+	// Without the wound, the same shape commits.
+	tx := c.Begin()
+	for _, k := range []string{"a/rocheck", "z/rocheck"} {
+		if _, err := tx.Get(ctx, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res, err := tx.Commit(ctx); err != nil || res.Timestamp != 0 {
+		t.Fatalf("read-only commit: %+v %v", res, err)
 	}
 }
 

@@ -284,7 +284,11 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 		return CommitResult{}, err
 	}
 	if req == nil {
-		t.rollback(ctx)
+		// Nothing written: release the locks, checking that every group
+		// still held them, so the reads fn saw were protected together.
+		if err := t.release(ctx, true); err != nil {
+			return CommitResult{}, err
+		}
 		return CommitResult{}, nil
 	}
 	// An ambiguous failure (the coordinator's leader went away) is
@@ -384,21 +388,48 @@ func (t *ReadWriteTransaction) commitRequest() (*meridianpb.CommitRequest, *meri
 }
 
 // rollback releases the locks taken at every group read (best effort).
-func (t *ReadWriteTransaction) rollback(ctx context.Context) {
+func (t *ReadWriteTransaction) rollback(ctx context.Context) { _ = t.release(ctx, false) }
+
+// release releases the locks taken at every group read. With check, each
+// group also confirms that the locks were still held in the epoch they
+// were taken in, and the first failure is returned (ErrAborted when locks
+// were lost); every group is released either way.
+func (t *ReadWriteTransaction) release(ctx context.Context, check bool) error {
 	t.mu.Lock()
-	read := make(map[uint64]*meridianpb.ShardInfo, len(t.reads))
-	for g := range t.reads {
-		read[g] = t.shards[g]
+	type held struct {
+		s     *meridianpb.ShardInfo
+		epoch uint64
+	}
+	read := make(map[uint64]held, len(t.reads))
+	for g, epoch := range t.reads {
+		read[g] = held{t.shards[g], epoch}
 	}
 	t.mu.Unlock()
-	for g, s := range read {
+	var first error
+	for g, h := range read {
+		req := &meridianpb.RollbackRequest{Group: g, Txn: t.meta}
+		if check {
+			if h.epoch == 0 && first == nil {
+				first = fmt.Errorf("%w: a read at group %d never answered", ErrAborted, g)
+			}
+			req.Epoch = h.epoch
+		}
+		// A plain release is best effort, even after ctx ended; a checked
+		// one is the commit and has the commit's context.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		_ = t.c.invoke(rctx, s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
-			_, err := cl.Rollback(ctx, &meridianpb.RollbackRequest{Group: g, Txn: t.meta})
+		if check {
+			rctx, cancel = context.WithCancel(ctx)
+		}
+		err := t.c.invoke(rctx, h.s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+			_, err := cl.Rollback(ctx, req)
 			return err
 		})
 		cancel()
+		if check && err != nil && first == nil {
+			first = err
+		}
 	}
+	return first
 }
 
 // Apply writes mutations atomically in one transaction (retried on abort)

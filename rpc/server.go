@@ -540,7 +540,7 @@ func (s *Server) rollbackRequest(r *meridianpb.RollbackRequest) (*node.Group, tx
 	if err != nil {
 		return nil, txn.Request{}, err
 	}
-	return g, txn.Request{Kind: txn.ReqRollback, Txn: meta}, nil
+	return g, txn.Request{Kind: txn.ReqRollback, Txn: meta, Epoch: r.Epoch}, nil
 }
 
 // SnapshotRead is a lock-free read at any replica.

@@ -44,7 +44,8 @@ type Request struct {
 	Participants []Participant
 
 	// Epoch (locking reads): the epoch of the transaction's earlier reads
-	// at this group, zero for its first.
+	// at this group, zero for its first. Rollback: nonzero asks whether the
+	// reads' locks, taken in this epoch, were still held (Aborted if not).
 	Epoch uint64
 
 	// Read-only transactions.

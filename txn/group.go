@@ -565,8 +565,18 @@ func (g *Group) lockingRead(req Request) {
 }
 
 func (g *Group) rollback(req Request) {
-	if t := g.txns[req.Txn.ID]; t != nil && (t.status == stActive || t.status == stAborted) {
+	t := g.txns[req.Txn.ID]
+	// A transaction that wrote nothing asks, as it lets go, whether its
+	// read locks here survived: if every group says so, they were all held
+	// together once its last read was answered, and its reads are
+	// serializable. (Locks die with a leadership or a wound.)
+	held := t != nil && t.status == stActive && req.Epoch == g.epoch() && g.locks.holds(req.Txn.ID)
+	if t != nil && (t.status == stActive || t.status == stAborted) {
 		g.abortTxn(t, "rolled back")
+	}
+	if req.Epoch != 0 && !held {
+		g.respond(Response{ID: req.ID, Err: aborted("read locks at group %d were lost (leader change, wound or timeout)", g.id)})
+		return
 	}
 	g.respond(Response{ID: req.ID})
 }

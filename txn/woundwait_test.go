@@ -252,3 +252,45 @@ func TestReadLockLostAtNewLeader(t *testing.T) {
 		t.Fatalf("commit after the leader change: %v, want ErrAborted", a.err)
 	}
 }
+
+// TestCheckedRollback: a transaction that wrote nothing ends with a
+// rollback naming its reads' lock epoch; the group answers Aborted unless
+// the locks were still held in that epoch (released either way).
+func TestCheckedRollback(t *testing.T) {
+	c := newCluster(t, hOpts{})
+	c.wait(c.send(1, nil, commitReq(newMeta(0), part(1, false, "a/k=0"))), time.Second)
+	rollback := func(m Meta) error {
+		return c.must(c.send(1, nil, Request{Kind: ReqRollback, Txn: m, Epoch: c.epochs[epochKey{m.ID, 1}]})).err
+	}
+	// Held: the check passes and the locks go.
+	held := newMeta(5)
+	c.ok(c.send(1, nil, readReq(held, "a/k")))
+	if err := rollback(held); err != nil {
+		t.Fatalf("checked rollback with the locks held: %v", err)
+	}
+	if c.leader(1).g.locks.holds(held.ID) {
+		t.Fatal("the checked rollback kept the locks")
+	}
+	// Wounded: an older writer took the lock.
+	young, old := newMeta(7), newMeta(6)
+	c.ok(c.send(1, nil, readReq(young, "a/k")))
+	if a := c.wait(c.send(1, nil, commitReq(old, part(1, false, "a/k=old"))), time.Second); a.err != nil {
+		t.Fatal(a.err)
+	}
+	if err := rollback(young); !errors.Is(err, ErrAborted) {
+		t.Fatalf("checked rollback after a wound: %v, want ErrAborted", err)
+	}
+	// Lost with the leader.
+	m := newMeta(8)
+	c.ok(c.send(1, nil, readReq(m, "a/k")))
+	c.advance(300 * time.Millisecond)
+	c.crash(c.leader(1))
+	c.waitLeader(1)
+	if err := rollback(m); !errors.Is(err, ErrAborted) {
+		t.Fatalf("checked rollback after a leader change: %v, want ErrAborted", err)
+	}
+	// A plain rollback (no epoch) of the same answers as before.
+	if err := c.must(c.send(1, nil, Request{Kind: ReqRollback, Txn: m})).err; err != nil {
+		t.Fatalf("plain rollback: %v", err)
+	}
+}

@@ -1018,9 +1018,15 @@ func (x *CommitResponse) GetPaxosNs() int64 {
 }
 
 type RollbackRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
-	Txn           *TxnMeta               `protobuf:"bytes,2,opt,name=txn,proto3" json:"txn,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Txn   *TxnMeta               `protobuf:"bytes,2,opt,name=txn,proto3" json:"txn,omitempty"`
+	// Nonzero: the lock epoch of the transaction's reads at this group. The
+	// locks are released either way, but the answer is ABORTED unless they
+	// were still held in that epoch: a transaction that wrote nothing ends
+	// with this check, so its reads at several groups are known to have
+	// been protected all together.
+	Epoch         uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1067,6 +1073,13 @@ func (x *RollbackRequest) GetTxn() *TxnMeta {
 		return x.Txn
 	}
 	return nil
+}
+
+func (x *RollbackRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 type RollbackResponse struct {
@@ -2807,10 +2820,11 @@ const file_meridian_proto_rawDesc = "" +
 	"\blocks_ns\x18\x03 \x01(\x03R\alocksNs\x12\x1d\n" +
 	"\n" +
 	"prepare_ns\x18\x04 \x01(\x03R\tprepareNs\x12\x19\n" +
-	"\bpaxos_ns\x18\x05 \x01(\x03R\apaxosNs\"O\n" +
+	"\bpaxos_ns\x18\x05 \x01(\x03R\apaxosNs\"e\n" +
 	"\x0fRollbackRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\x04R\x05group\x12&\n" +
-	"\x03txn\x18\x02 \x01(\v2\x14.meridian.v1.TxnMetaR\x03txn\"\x12\n" +
+	"\x03txn\x18\x02 \x01(\v2\x14.meridian.v1.TxnMetaR\x03txn\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x12\n" +
 	"\x10RollbackResponse\"\xa1\x02\n" +
 	"\x13SnapshotReadRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\x04R\x05group\x12(\n" +
