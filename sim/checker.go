@@ -58,6 +58,11 @@ const MaxViolations = 50
 //	(d) two committed RW transactions with the same commit timestamp never
 //	    write the same key (ties across disjoint keys are allowed: Spanner
 //	    timestamps are unique per group, not globally).
+//	(e) a committed RW transaction that wrote nothing (Released) has no
+//	    timestamp, but its reads were protected together, so some timestamp
+//	    explains them all: each version it found was the newest of its key
+//	    from its own timestamp until the key's next known version, and these
+//	    intervals meet.
 //
 // CheckBank checks the bank workload's invariant on top.
 //
@@ -365,7 +370,46 @@ func CheckTxns(h []TxnRecord) []string {
 	x.checkROVisibility(&v, obs, rds)
 	x.checkTies(&v)
 	x.checkLostUpdates(&v)
+	x.checkReleased(&v)
 	return v.result()
+}
+
+// checkReleased is check (e). Absent reads name no single version and
+// constrain nothing; versions of unknown timestamp are left out, which
+// can only widen the intervals, so nothing consistent is reported.
+func (x *chkIndex) checkReleased(v *chkViolations) {
+	for i := range x.h {
+		t := &x.h[i]
+		if !t.Released || !t.Committed {
+			continue
+		}
+		lo, hi := tt.Timestamp(0), tt.MaxTimestamp
+		var from, until ReadObs
+		for _, r := range t.Reads {
+			w, ok := x.byValue[r.Value]
+			if !r.Found || !ok || !x.committed(w.txn) || x.h[w.txn].TS == 0 {
+				continue
+			}
+			vs := x.versions[x.keyID[r.Key]]
+			j := sort.Search(len(vs), func(j int) bool { return vs[j].ts >= x.h[w.txn].TS })
+			for j < len(vs) && (vs[j].txn != w.txn || vs[j].op != w.op) && vs[j].ts == x.h[w.txn].TS {
+				j++
+			}
+			if j == len(vs) || vs[j].txn != w.txn || vs[j].op != w.op {
+				continue // not a version of this key: checkReads reports it
+			}
+			if vs[j].ts > lo {
+				lo, from = vs[j].ts, r
+			}
+			if j+1 < len(vs) && vs[j+1].ts < hi {
+				hi, until = vs[j+1].ts, r
+			}
+		}
+		if lo >= hi {
+			v.addf("reads at no common timestamp: %s wrote nothing and read %q = %s, written at ts=%d, and %q = %s, overwritten at ts=%d",
+				x.desc(i), from.Key, descRead(from), int64(lo), until.Key, descRead(until), int64(hi))
+		}
+	}
 }
 
 // checkLostUpdates catches the lost update without looking at timestamps
@@ -428,7 +472,10 @@ func (x *chkIndex) checkForm(v *chkViolations) {
 		if t.Kind == ReadOnly && len(t.Writes) > 0 {
 			v.addf("malformed history: read-only %s has %d writes", x.desc(i), len(t.Writes))
 		}
-		if t.Committed && t.TS == 0 {
+		if t.Released && (t.Kind != ReadWrite || len(t.Writes) > 0) {
+			v.addf("malformed history: %s is marked as having written nothing but has %d writes", x.desc(i), len(t.Writes))
+		}
+		if t.Committed && t.TS == 0 && !t.Released {
 			v.addf("malformed history: committed %s has no timestamp; its timestamp checks are skipped", x.desc(i))
 		}
 		if t.Complete != 0 && t.Complete < t.Invoke {

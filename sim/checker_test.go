@@ -21,6 +21,12 @@ func ckRO(id string, inv, ts, comp int64, reads ...ReadObs) TxnRecord {
 		Committed: true, TS: tt.Timestamp(ts), Reads: reads}
 }
 
+// ckReleased is a committed read-write transaction that wrote nothing.
+func ckReleased(id string, inv, comp int64, reads ...ReadObs) TxnRecord {
+	return TxnRecord{ID: id, Kind: ReadWrite, Invoke: tt.Timestamp(inv), Complete: tt.Timestamp(comp),
+		Committed: true, Released: true, Reads: reads}
+}
+
 // ckUnknown turns a committed record into one whose outcome was never learned.
 func ckUnknown(t TxnRecord) TxnRecord {
 	t.Committed, t.Unknown, t.Complete = false, true, 0
@@ -46,6 +52,12 @@ func TestCheckTxnsValid(t *testing.T) {
 		h    []TxnRecord
 	}{
 		{"empty", nil},
+		{"read-write transactions that wrote nothing, at one moment each", ckHist(
+			ckRW("t1", 0, 10, 15, nil, ckW("x", "x1"), ckW("y", "y1")),
+			ckRW("t2", 16, 20, 25, nil, ckW("x", "x2")),
+			ckReleased("q1", 12, 30, ckR("x", "x1"), ckR("y", "y1")),
+			ckReleased("q2", 26, 30, ckR("x", "x2"), ckR("y", "y1"), ckAbsent("z")),
+		)},
 		{"single-group read at its last commit, below an unrelated later commit (LastTS)", ckHist(
 			ckRW("t1", 0, 100, 10, nil, ckW("x", "x1")),
 			ckRW("t2", 20, 200, 30, nil, ckW("y", "y1")),
@@ -249,6 +261,14 @@ func TestCheckTxnsViolations(t *testing.T) {
 		{"completion before invocation", ckHist(
 			ckRO("r1", 20, 30, 10),
 		), []string{`completed before it was invoked`}},
+		{"read-write transaction that wrote nothing saw two moments", ckHist(
+			ckRW("t1", 0, 10, 15, nil, ckW("x", "x1"), ckW("y", "y1")),
+			ckRW("t2", 16, 20, 25, nil, ckW("x", "x2"), ckW("y", "y2")),
+			ckReleased("q", 12, 30, ckR("x", "x1"), ckR("y", "y2")),
+		), []string{`reads at no common timestamp: RW q`, `"y" = "y2", written at ts=20`, `"x" = "x1", overwritten at ts=20`}},
+		{"marked as writing nothing, with writes", ckHist(
+			TxnRecord{ID: "q", Kind: ReadWrite, Committed: true, Released: true, Writes: []WriteOp{ckW("x", "x1")}},
+		), []string{`marked as having written nothing`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := CheckTxns(tc.h)

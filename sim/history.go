@@ -47,6 +47,11 @@ type TxnRecord struct {
 	// must be consistent, but it is exempt from real-time order (it may
 	// deliberately read in the past).
 	Stale bool
+	// Released marks a read-write transaction that wrote nothing: it ended
+	// with a checked rollback, Committed when every group it read at
+	// confirmed its locks had held. It has no timestamp (TS is zero), but
+	// its reads must agree on one (check (e)).
+	Released bool
 	// TS is the commit timestamp (RW) or the read timestamp (RO); zero
 	// when unknown.
 	TS     tt.Timestamp

@@ -102,6 +102,14 @@ func (s *txnSim) clientNext(c *tclient) {
 	R := uint64(len(s.shards))
 	pick := s.rng.IntN(100)
 	switch {
+	case pick < 10:
+		// A look: one account in every shard under locks, writing
+		// nothing, so it ends with a checked rollback.
+		var keys []string
+		for sh := uint64(1); sh <= R; sh++ {
+			keys = append(keys, bankKey(sh, s.rng.IntN(bankAccountsPerShard)))
+		}
+		s.runRW(c, "look", keys, func(map[string]ReadObs) []WriteOp { return nil })
 	case pick < 40:
 		a := bankKey(1+s.rng.Uint64N(R), s.rng.IntN(bankAccountsPerShard))
 		b := bankKey(1+s.rng.Uint64N(R), s.rng.IntN(bankAccountsPerShard))
@@ -230,7 +238,7 @@ func (s *txnSim) retryRW(t *ctxn) {
 	}
 	t.epoch++
 	t.meta.ID.Lo = t.meta.ID.Lo&^0xff | uint64(t.attempt+1)&0xff
-	t.vals, t.epochs, t.next, t.rec.Reads, t.rec.Writes = map[string]ReadObs{}, map[uint64]uint64{}, 0, nil, nil
+	t.vals, t.epochs, t.next, t.rec.Reads, t.rec.Writes, t.rec.Released = map[string]ReadObs{}, map[uint64]uint64{}, 0, nil, nil, false
 	s.loop.After(int64(time.Duration(5+s.rng.IntN(20*t.attempt))*time.Millisecond), func() { s.rwStep(t) })
 }
 
@@ -258,15 +266,7 @@ func (s *txnSim) rwStep(t *ctxn) {
 	}
 	writes := t.compute(t.vals)
 	if len(writes) == 0 {
-		// Nothing to write: roll back what we locked and count it as a
-		// read-only outcome of the locks (not recorded).
-		for _, k := range t.reads {
-			sh := s.shardOf(k)
-			s.send(t, sh.id, txn.Request{Kind: txn.ReqRollback, Txn: t.meta}, true, func(txn.Response) {}, nil)
-		}
-		t.c.cur = nil
-		t.epoch++
-		s.think(t.c)
+		s.release(t)
 		return
 	}
 	t.rec.Writes = writes
@@ -310,6 +310,42 @@ func (s *txnSim) rwParallel(t *ctxn) {
 	}
 	for _, g := range order {
 		chain(g, byGroup[g])
+	}
+}
+
+// release ends a transaction that wrote nothing as the Go client does:
+// a rollback at every group it read at, each naming the lock epoch of its
+// reads there, and committed (Released, with no timestamp) once every
+// group confirmed its locks held; an Aborted answer retries it. The
+// unchecked-release bug sends no epochs, so lost locks go unnoticed.
+func (s *txnSim) release(t *ctxn) {
+	t.rec.Released = true
+	var groups []uint64
+	for _, k := range t.reads {
+		if g := s.shardOf(k).id; !slices.Contains(groups, g) {
+			groups = append(groups, g)
+		}
+	}
+	left, failed := len(groups), false
+	for _, g := range groups {
+		req := txn.Request{Kind: txn.ReqRollback, Txn: t.meta, Epoch: t.epochs[g]}
+		if s.opts.Bug == "unchecked-release" {
+			req.Epoch = 0
+		}
+		s.send(t, g, req, true, func(r txn.Response) {
+			switch {
+			case failed:
+			case r.Err != nil:
+				failed = true
+				s.rwFailed(t, r.Err)
+			default:
+				if left--; left == 0 {
+					t.rec.Complete = s.loop.Now()
+					s.res.Released++
+					s.finishTxn(t.c, t, outcomeCommitted)
+				}
+			}
+		}, nil)
 	}
 }
 

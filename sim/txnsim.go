@@ -38,7 +38,9 @@ type TxnOptions struct {
 	// Bug: "no-commit-wait" acknowledges and applies commits without
 	// waiting out the clock uncertainty; "stale-fast-read" lets a leader
 	// serve strong reads from its published state after its lease ended
-	// and without invalidating it when it stops serving.
+	// and without invalidating it when it stops serving;
+	// "unchecked-release" ends transactions that wrote nothing without
+	// asking whether their read locks held.
 	Bug string
 	// ClockError is each time sample's error bound (ε right after a sync;
 	// it grows with drift until the next). Default 1 ms.
@@ -50,7 +52,7 @@ type TxnOptions struct {
 }
 
 // TxnFaults lists the bugs TxnOptions.Bug accepts.
-var TxnBugs = []string{"no-commit-wait", "stale-fast-read", "send-before-sync"}
+var TxnBugs = []string{"no-commit-wait", "stale-fast-read", "send-before-sync", "unchecked-release"}
 
 func (o *TxnOptions) fill() error {
 	if o.Preset == "" {
@@ -111,6 +113,9 @@ type TxnResult struct {
 	// FastReads counts single-group strong reads a leader served from its
 	// published state, without entering the group.
 	FastReads int
+	// Released counts read-write transactions that wrote nothing and
+	// ended with every group confirming their locks (among Committed).
+	Released int
 	// ParallelRW counts read-write transactions that read every group at
 	// once under a priority their client stamped from its own (skewed)
 	// clock; the others read one key at a time, stamped by the first group.

@@ -88,6 +88,7 @@ type simTxnReport struct {
 	ReadOnly              int            `json:"read_only"`
 	FastReads             int            `json:"fast_strong_reads"`
 	ParallelRW            int            `json:"parallel_read_txns"`
+	Released              int            `json:"released_txns"`
 	GCRemoved             int            `json:"gc_versions_removed"`
 	CommitP50Ms           float64        `json:"commit_p50_ms"`
 	CommitBoundMs         float64        `json:"commit_bound_ms"`
@@ -140,6 +141,7 @@ func runSimTxn(cmd *cobra.Command, f *simTxnFlags) error {
 			rep.ReadOnly += res.ReadOnly
 			rep.FastReads += res.FastReads
 			rep.ParallelRW += res.ParallelRW
+			rep.Released += res.Released
 			rep.GCRemoved += res.GCRemoved
 			virt += res.Virtual
 			wall += res.Wall
@@ -209,6 +211,7 @@ func runSimTxn(cmd *cobra.Command, f *simTxnFlags) error {
 		fmt.Fprintf(out, "transactions:          %d committed, %d aborted attempts (retried), %d unknown, %d read-only (%d strong reads served from a leader's published state)\n",
 			rep.Committed, rep.Aborted, rep.Unknown, rep.ReadOnly, rep.FastReads)
 		fmt.Fprintf(out, "parallel reads:        %d read-write transactions read all their groups at once, under client-stamped priorities\n", rep.ParallelRW)
+		fmt.Fprintf(out, "wrote nothing:         %d committed read-write transactions wrote nothing (checked rollback)\n", rep.Released)
 		fmt.Fprintf(out, "version gc:            %d versions removed (retention %s virtual)\n", rep.GCRemoved, sim.SimRetention)
 		fmt.Fprintf(out, "cross-region commit:   p50 %.1f ms, analytic lower bound %.1f ms (ratio %.2f)\n",
 			rep.CommitP50Ms, rep.CommitBoundMs, ratio(rep.CommitP50Ms, rep.CommitBoundMs))
