@@ -108,6 +108,7 @@ func TestClient(t *testing.T) {
 			t.Run("CrossShardAtomic", func(t *testing.T) { testCrossShard(t, c) })
 			t.Run("ParallelRead", func(t *testing.T) { testParallelRead(t, c) })
 			t.Run("ParallelTransfers", func(t *testing.T) { testParallelTransfers(t, c) })
+			t.Run("ReadOnlyRead", func(t *testing.T) { testReadOnlyRead(t, c) })
 			t.Run("Scan", func(t *testing.T) { testScan(t, c) })
 			t.Run("Staleness", func(t *testing.T) { testStaleness(t, c) })
 			t.Run("ReadTimestamp", func(t *testing.T) { testReadTimestamp(t, c) })
@@ -381,6 +382,48 @@ func testParallelRead(t *testing.T, c *Client) {
 	}
 	if v, ok := getAt(t, c, res.Timestamp, "z/absent"); ok {
 		t.Fatalf("z/absent at the commit: %q, want absent", v)
+	}
+}
+
+// testReadOnlyRead: a read-only transaction's Read returns the present
+// keys of both shards in the order asked, all from one snapshot, under
+// every kind of bound.
+func testReadOnlyRead(t *testing.T, c *Client) {
+	ctx := testCtx(t)
+	first := mustApply(t, c, Put([]byte("a/ror"), []byte("1")), Put([]byte("z/ror"), []byte("1")))
+	second := mustApply(t, c, Put([]byte("a/ror"), []byte("2")), Put([]byte("z/ror"), []byte("2")))
+	keys := [][]byte{[]byte("z/ror"), []byte("a/absent-ror"), []byte("a/ror")}
+	for _, tc := range []struct {
+		name  string
+		bound TimestampBound
+		want  string // both keys' value
+	}{
+		{"strong", StrongRead(), "2"},
+		{"at the first commit", ReadTimestamp(first.Timestamp), "1"},
+		{"at the second commit", ReadTimestamp(second.Timestamp), "2"},
+		{"max staleness", MaxStaleness(time.Hour), ""},
+		{"exact staleness", ExactStaleness(time.Millisecond), ""},
+	} {
+		ro := c.ReadOnlyTransaction().WithTimestampBound(tc.bound)
+		rows, err := ro.Read(ctx, keys...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		ts := ro.Timestamp()
+		if len(rows) != 2 || string(rows[0].Key) != "z/ror" || string(rows[1].Key) != "a/ror" {
+			t.Fatalf("%s: read %v, want z/ror then a/ror", tc.name, showKVs(rows))
+		}
+		if rows[0].TS > ts || rows[1].TS > ts || ts == 0 {
+			t.Fatalf("%s: versions at %d and %d read at %d", tc.name, rows[0].TS, rows[1].TS, ts)
+		}
+		// One snapshot: both keys were written together.
+		if string(rows[0].Value) != string(rows[1].Value) || tc.want != "" && string(rows[0].Value) != tc.want {
+			t.Fatalf("%s: z=%q a=%q at %d, want both %q", tc.name, rows[0].Value, rows[1].Value, ts, tc.want)
+		}
+		if tc.bound.kind == boundStrong && ts < second.Timestamp {
+			t.Fatalf("strong read at %d, before the commit at %d", ts, second.Timestamp)
+		}
+		ro.Close()
 	}
 }
 

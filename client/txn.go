@@ -143,10 +143,22 @@ func (t *ReadWriteTransaction) Get(ctx context.Context, key []byte) ([]byte, err
 // ReadWriteTransaction re-runs it), and the locks taken are released when
 // the transaction ends.
 func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyValue, error) {
+	return readKeys(ctx, t.c, keys, false, func(ctx context.Context, key []byte) ([]KeyValue, error) {
+		return t.read(ctx, key, &meridianpb.KeySpan{Key: key})
+	})
+}
+
+// readKeys reads keys with get, one key at a time per group and the groups
+// in parallel (or, with firstAlone, the first group's keys before the
+// others start), and returns the rows found in the order asked. At the
+// first failure the other groups stop; the error returned is an ErrAborted
+// one if any group answered so. Every read has ended when it returns, so
+// a rollback that follows cannot overtake one and leave its lock behind.
+func readKeys(ctx context.Context, c *Client, keys [][]byte, firstAlone bool, get func(ctx context.Context, key []byte) ([]KeyValue, error)) ([]KeyValue, error) {
 	var order []uint64 // groups in order of first appearance
 	byGroup := map[uint64][]int{}
 	for i, k := range keys {
-		s, err := t.c.shardOf(k)
+		s, err := c.shardOf(k)
 		if err != nil {
 			return nil, err
 		}
@@ -173,7 +185,7 @@ func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyV
 			if ctx.Err() != nil {
 				return
 			}
-			kvs, err := t.read(ctx, keys[i], &meridianpb.KeySpan{Key: keys[i]})
+			kvs, err := get(ctx, keys[i])
 			if err != nil {
 				fail(err)
 				return
@@ -183,19 +195,25 @@ func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyV
 			}
 		}
 	}
+	start := 0 // the first group read here; the others on goroutines
+	if firstAlone && len(order) > 0 {
+		readGroup(0)
+		if firstErr != nil {
+			return nil, firstErr
+		}
+		start = 1
+	}
 	var wg sync.WaitGroup
-	for gi := 1; gi < len(order); gi++ {
+	for gi := start + 1; gi < len(order); gi++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			readGroup(gi)
 		}()
 	}
-	if len(order) > 0 {
-		readGroup(0)
+	if start < len(order) {
+		readGroup(start)
 	}
-	// Every read has ended before Read returns, so a rollback that
-	// follows cannot overtake one and leave its lock behind.
 	wg.Wait()
 	if firstErr != nil {
 		return nil, firstErr
@@ -446,15 +464,21 @@ func (c *Client) Apply(ctx context.Context, ms []Mutation) (CommitResult, error)
 // ReadOnlyTransaction reads a consistent snapshot without locks. All its
 // reads share one timestamp, chosen by the first read per its bound.
 type ReadOnlyTransaction struct {
-	c        *Client
-	bound    TimestampBound
+	c      *Client
+	bound  TimestampBound
+	single bool
+
+	mu       sync.Mutex // Read's parallel reads share these
 	ts       int64
-	single   bool
 	servedBy uint64
 }
 
 // ServedBy returns the node that served the transaction's last read.
-func (ro *ReadOnlyTransaction) ServedBy() uint64 { return ro.servedBy }
+func (ro *ReadOnlyTransaction) ServedBy() uint64 {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.servedBy
+}
 
 // Single returns a single-use strong read-only transaction (one read).
 func (c *Client) Single() *ReadOnlyTransaction {
@@ -475,7 +499,11 @@ func (ro *ReadOnlyTransaction) WithTimestampBound(b TimestampBound) *ReadOnlyTra
 
 // Timestamp returns the timestamp the transaction reads at (zero before
 // its first read).
-func (ro *ReadOnlyTransaction) Timestamp() int64 { return ro.ts }
+func (ro *ReadOnlyTransaction) Timestamp() int64 {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.ts
+}
 
 // Close ends the transaction (nothing is held).
 func (ro *ReadOnlyTransaction) Close() {}
@@ -496,17 +524,64 @@ func (ro *ReadOnlyTransaction) Get(ctx context.Context, key []byte) ([]byte, err
 	return kvs[0].Value, nil
 }
 
+// Read reads keys at the transaction's timestamp and returns the rows of
+// those present, in the order asked (absent keys are left out). Keys in
+// different groups are read in parallel once the timestamp is fixed: a
+// strong transaction whose keys span several groups first picks a
+// timestamp they can all serve; under another bound, the first group's
+// reads pick it.
+func (ro *ReadOnlyTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyValue, error) {
+	var shards []*meridianpb.ShardInfo
+	for _, k := range keys {
+		s, err := ro.c.shardOf(k)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(shards, func(x *meridianpb.ShardInfo) bool { return x.Group == s.Group }) {
+			shards = append(shards, s)
+		}
+	}
+	single := len(shards) == 1
+	firstAlone := false
+	if !single && ro.Timestamp() == 0 {
+		if ro.bound.kind != boundStrong {
+			firstAlone = true
+		} else if err := ro.fixStrongTS(ctx, shards[0]); err != nil {
+			return nil, err
+		}
+	}
+	return readKeys(ctx, ro.c, keys, firstAlone, func(ctx context.Context, key []byte) ([]KeyValue, error) {
+		s, err := ro.c.shardOf(key)
+		if err != nil {
+			return nil, err
+		}
+		return ro.read(ctx, s, &meridianpb.KeySpan{Key: key}, single)
+	})
+}
+
+// fixStrongTS picks one strong timestamp for reads at several groups.
+func (ro *ReadOnlyTransaction) fixStrongTS(ctx context.Context, s *meridianpb.ShardInfo) error {
+	ts, err := ro.strongTS(ctx, s, false)
+	if err != nil {
+		return err
+	}
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	if ro.ts == 0 {
+		ro.ts = ts
+	}
+	return nil
+}
+
 // Scan reads the keys of r at the transaction's timestamp.
 func (ro *ReadOnlyTransaction) Scan(ctx context.Context, r KeyRange, limit int, reverse bool) ([]KeyValue, error) {
 	start, end := r.halfOpen()
 	shards := ro.c.shardsOf(start, end)
-	if ro.ts == 0 && ro.bound.kind == boundStrong && len(shards) > 1 {
+	if ro.Timestamp() == 0 && ro.bound.kind == boundStrong && len(shards) > 1 {
 		// Several groups: pick one strong timestamp for all of them.
-		ts, err := ro.strongTS(ctx, shards[0], false)
-		if err != nil {
+		if err := ro.fixStrongTS(ctx, shards[0]); err != nil {
 			return nil, err
 		}
-		ro.ts = ts
 	}
 	return scanShards(ctx, ro.c, start, end, limit, reverse, func(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan) ([]KeyValue, error) {
 		return ro.read(ctx, s, span, len(shards) == 1)
@@ -532,9 +607,9 @@ func (ro *ReadOnlyTransaction) strongTS(ctx context.Context, s *meridianpb.Shard
 func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan, singleGroup bool) ([]KeyValue, error) {
 	req := &meridianpb.SnapshotReadRequest{Group: s.Group, Span: span}
 	r := toNearest
-	switch {
-	case ro.ts != 0:
-		req.ReadTs = ro.ts
+	switch ts := ro.Timestamp(); {
+	case ts != 0:
+		req.ReadTs = ts
 	case ro.bound.kind == boundStrong:
 		// Strong: with a single group, one round trip to its leader picks
 		// the last commit timestamp and reads there.
@@ -558,6 +633,8 @@ func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo
 	if err != nil {
 		return nil, err
 	}
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
 	if ro.ts == 0 {
 		ro.ts = resp.ReadTs
 	}
