@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -51,14 +52,31 @@ func Find(t testing.TB) string {
 }
 
 // DumpDOM loads url in headless Chromium (a fresh profile, no network
-// chatter) and returns the DOM after scripts ran.
+// chatter) and returns the DOM after scripts ran. Chromium runs without
+// its zygote and /dev/shm, which fail in small containers; a browser that
+// still dies from a signal (a crash says nothing about the page) is
+// started again, up to three times.
 func DumpDOM(ctx context.Context, browser, url string) (string, error) {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var out string
+		var crashed bool
+		out, crashed, err = dumpDOM(ctx, browser, url)
+		if err == nil || !crashed || ctx.Err() != nil {
+			return out, err
+		}
+	}
+	return "", err
+}
+
+func dumpDOM(ctx context.Context, browser, url string) (dom string, crashed bool, err error) {
 	dir, err := os.MkdirTemp("", "meridian-chromium-")
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--no-zygote", "--disable-dev-shm-usage",
+		"--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir="+dir,
 		"--virtual-time-budget=2000", "--dump-dom", url)
 	out, err := cmd.Output()
@@ -66,8 +84,11 @@ func DumpDOM(ctx context.Context, browser, url string) (string, error) {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = ee.Stderr
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				crashed = true
+			}
 		}
-		return "", fmt.Errorf("chromium --dump-dom %s: %v\n%s", url, err, stderr)
+		return "", crashed, fmt.Errorf("chromium --dump-dom %s: %v\n%s", url, err, stderr)
 	}
-	return string(out), nil
+	return string(out), false, nil
 }
