@@ -526,6 +526,15 @@ func (g *Group) release(id TxnID) {
 }
 
 func (g *Group) lockingRead(req Request) {
+	if req.Epoch != 0 && g.txns[req.Txn.ID] == nil {
+		// An earlier read here was answered (it gave the epoch), yet the
+		// transaction is unknown: it was aborted and its tombstone has
+		// expired. Serving the read would start it afresh in the same
+		// epoch, and a later check would find locks held that do not
+		// cover the earlier read.
+		g.respond(Response{ID: req.ID, Err: aborted("read locks at group %d were lost (the transaction was aborted here)", g.id)})
+		return
+	}
 	t := g.txn(req.Txn)
 	if t.status == stAborted {
 		g.respond(Response{ID: req.ID, Err: aborted("%s", t.reason)})

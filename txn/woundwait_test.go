@@ -294,3 +294,26 @@ func TestCheckedRollback(t *testing.T) {
 		t.Fatalf("plain rollback: %v", err)
 	}
 }
+
+// TestReadAfterExpiredTombstone: a read naming the epoch of an earlier
+// answered read, for a transaction the group no longer knows (aborted, its
+// tombstone expired), is refused: served, it would start the transaction
+// afresh in the same epoch, and the checked rollback would pass.
+func TestReadAfterExpiredTombstone(t *testing.T) {
+	c := newCluster(t, hOpts{cfg: Config{TxnTimeout: time.Second}})
+	young, old := newMeta(7), newMeta(6)
+	c.ok(c.send(1, nil, readReq(young, "a/k")))
+	if a := c.wait(c.send(1, nil, commitReq(old, part(1, false, "a/k=old"))), time.Second); a.err != nil {
+		t.Fatal(a.err)
+	}
+	c.advance(3 * time.Second) // the wound's tombstone expires
+	if _, known := c.leader(1).g.txns[young.ID]; known {
+		t.Fatal("the tombstone is still there")
+	}
+	if r := c.must(c.send(1, nil, readReq(young, "a/j"))); !errors.Is(r.err, ErrAborted) {
+		t.Fatalf("read after the tombstone expired: %v, want ErrAborted", r.err)
+	}
+	if err := c.must(c.send(1, nil, Request{Kind: ReqRollback, Txn: young, Epoch: c.epochs[epochKey{young.ID, 1}]})).err; !errors.Is(err, ErrAborted) {
+		t.Fatalf("checked rollback: %v, want ErrAborted", err)
+	}
+}
