@@ -424,6 +424,15 @@ func testReadOnlyRead(t *testing.T, c *Client) {
 			t.Fatalf("strong read at %d, before the commit at %d", ts, second.Timestamp)
 		}
 		ro.Close()
+		// A context that ended is an error, never keys read as absent.
+		ended, cancel := context.WithCancel(ctx)
+		cancel()
+		for _, ks := range [][][]byte{keys, keys[2:]} {
+			ro := c.ReadOnlyTransaction().WithTimestampBound(tc.bound)
+			if rows, err := ro.Read(ended, ks...); status.Code(err) != codes.Canceled {
+				t.Fatalf("%s: read of %d keys with an ended context: %v %v, want CANCELED", tc.name, len(ks), showKVs(rows), err)
+			}
+		}
 	}
 }
 
@@ -881,6 +890,25 @@ func testReadOnlyCommitChecksLocks(t *testing.T, c *Client) {
 	}
 	if res, err := tx.Commit(ctx); err != nil || res.Timestamp != 0 {
 		t.Fatalf("read-only commit: %+v %v", res, err)
+	}
+	// A commit whose context ended fails, and still lets the locks go: a
+	// writer gets them well before the transaction would time out (10 s).
+	tx = c.Begin()
+	if _, err := tx.Read(ctx, []byte("a/rocheck"), []byte("z/rocheck")); err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := tx.Commit(ended); err == nil {
+		t.Fatal("a read-only commit with an ended context succeeded")
+	}
+	if rows, err := c.Begin().Read(ended, []byte("a/rocheck"), []byte("z/rocheck")); status.Code(err) != codes.Canceled {
+		t.Fatalf("read with an ended context: %v %v, want CANCELED", showKVs(rows), err)
+	}
+	quick, cancelQuick := context.WithTimeout(ctx, 3*time.Second)
+	defer cancelQuick()
+	if _, err := c.Apply(quick, []Mutation{Put([]byte("a/rocheck"), []byte("3")), Put([]byte("z/rocheck"), []byte("3"))}); err != nil {
+		t.Fatalf("a write after the failed read-only commit: %v (its locks were kept)", err)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/status"
+
 	"github.com/meridiandb/meridian/internal/txnid"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 )
@@ -168,6 +170,7 @@ func readKeys(ctx context.Context, c *Client, keys [][]byte, firstAlone bool, ge
 		byGroup[s.Group] = append(byGroup[s.Group], i)
 	}
 	rows := make([]*KeyValue, len(keys))
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var errMu sync.Mutex
@@ -195,11 +198,19 @@ func readKeys(ctx context.Context, c *Client, keys [][]byte, firstAlone bool, ge
 			}
 		}
 	}
+	// A read skipped because the caller's context ended is a failure too,
+	// not an absent key.
+	ended := func() error {
+		if firstErr == nil && parent.Err() != nil {
+			return wrap(status.FromContextError(parent.Err()).Err())
+		}
+		return firstErr
+	}
 	start := 0 // the first group read here; the others on goroutines
 	if firstAlone && len(order) > 0 {
 		readGroup(0)
-		if firstErr != nil {
-			return nil, firstErr
+		if err := ended(); err != nil {
+			return nil, err
 		}
 		start = 1
 	}
@@ -215,8 +226,8 @@ func readKeys(ctx context.Context, c *Client, keys [][]byte, firstAlone bool, ge
 		readGroup(start)
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if err := ended(); err != nil {
+		return nil, err
 	}
 	out := make([]KeyValue, 0, len(keys))
 	for _, r := range rows {
@@ -411,7 +422,8 @@ func (t *ReadWriteTransaction) rollback(ctx context.Context) { _ = t.release(ctx
 // release releases the locks taken at every group read. With check, each
 // group also confirms that the locks were still held in the epoch they
 // were taken in, and the first failure is returned (ErrAborted when locks
-// were lost); every group is released either way.
+// were lost); every group is released either way (a checked call that
+// failed otherwise, say because ctx ended, is followed by a plain one).
 func (t *ReadWriteTransaction) release(ctx context.Context, check bool) error {
 	t.mu.Lock()
 	type held struct {
@@ -434,15 +446,21 @@ func (t *ReadWriteTransaction) release(ctx context.Context, check bool) error {
 		}
 		// A plain release is best effort, even after ctx ended; a checked
 		// one is the commit and has the commit's context.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		if check {
-			rctx, cancel = context.WithCancel(ctx)
+		call := func(ctx context.Context, req *meridianpb.RollbackRequest) error {
+			return t.c.invoke(ctx, h.s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+				_, err := cl.Rollback(ctx, req)
+				return err
+			})
 		}
-		err := t.c.invoke(rctx, h.s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
-			_, err := cl.Rollback(ctx, req)
-			return err
-		})
-		cancel()
+		var err error
+		if check {
+			err = call(ctx, req)
+		}
+		if !check || err != nil && !errors.Is(err, ErrAborted) {
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = call(bctx, &meridianpb.RollbackRequest{Group: g, Txn: t.meta})
+			cancel()
+		}
 		if check && err != nil && first == nil {
 			first = err
 		}
@@ -462,7 +480,10 @@ func (c *Client) Apply(ctx context.Context, ms []Mutation) (CommitResult, error)
 // Read-only transactions
 
 // ReadOnlyTransaction reads a consistent snapshot without locks. All its
-// reads share one timestamp, chosen by the first read per its bound.
+// reads share one timestamp, chosen by the first read per its bound. Its
+// reads may run from several goroutines once that timestamp is fixed
+// (after a first read returned); before, concurrent first reads could
+// each pick their own. Read itself fixes it before reading in parallel.
 type ReadOnlyTransaction struct {
 	c      *Client
 	bound  TimestampBound
