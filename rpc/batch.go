@@ -127,13 +127,15 @@ func (s *Server) Batch(stream meridianpb.Meridian_BatchServer) error {
 // with no goroutine waiting for it, or DEADLINE_EXCEEDED once the call's
 // timeout, counted from its arrival at, passes (the group's later answer
 // is then dropped, as a unary call's would be; a call already past it is
-// not started). It reports false for other calls.
+// not started, except a rollback, whose work frees locks). It reports
+// false for other calls.
 func (s *Server) serveAsync(call *meridianpb.BatchCall, at time.Time, deliver func(*meridianpb.BatchResult)) bool {
 	res := &meridianpb.BatchResult{Id: call.Id}
 	var g *node.Group
 	var req txn.Request
 	var err error
 	var respond func(node.Reply)
+	rollback := false
 	switch c := call.Call.(type) {
 	case *meridianpb.BatchCall_Read:
 		g, req, err = s.readRequest(c.Read)
@@ -142,6 +144,7 @@ func (s *Server) serveAsync(call *meridianpb.BatchCall, at time.Time, deliver fu
 		g, req, err = s.commitRequest(c.Commit)
 		respond = func(rep node.Reply) { res.Result = &meridianpb.BatchResult_Commit{Commit: commitResponse(rep)} }
 	case *meridianpb.BatchCall_Rollback:
+		rollback = true
 		g, req, err = s.rollbackRequest(c.Rollback)
 		respond = func(node.Reply) {
 			res.Result = &meridianpb.BatchResult_Rollback{Rollback: &meridianpb.RollbackResponse{}}
@@ -165,12 +168,14 @@ func (s *Server) serveAsync(call *meridianpb.BatchCall, at time.Time, deliver fu
 		expired := func() {
 			done(setError(&meridianpb.BatchResult{Id: call.Id}, status.Error(codes.DeadlineExceeded, "the call's deadline passed")))
 		}
-		left := time.Until(at.Add(time.Duration(call.TimeoutNs)))
-		if left <= 0 {
+		if left := time.Until(at.Add(time.Duration(call.TimeoutNs))); left > 0 {
+			timer = time.AfterFunc(left, expired)
+		} else {
 			expired()
-			return true
+			if !rollback {
+				return true
+			}
 		}
-		timer = time.AfterFunc(left, expired)
 	}
 	g.Submit(req, func(rep node.Reply) {
 		if timer != nil {

@@ -142,6 +142,26 @@ func TestBatch(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond) // the groups' late answers arrive and are dropped
 
+	// A rollback already past its deadline is answered so, and still run:
+	// the locks it releases let a younger writer in at once rather than
+	// after its lock wait.
+	holder, writer := newMeta(), newMeta()
+	holder.Priority, writer.Priority = 1, 2 // the writer is younger: it waits
+	if r := b.do(&meridianpb.BatchCall{Call: &meridianpb.BatchCall_Read{Read: &meridianpb.ReadRequest{
+		Group: gA, Txn: holder, Span: &meridianpb.KeySpan{Key: []byte("a/held")}}}})[0]; r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	if r := b.do(&meridianpb.BatchCall{TimeoutNs: 1, Call: &meridianpb.BatchCall_Rollback{Rollback: &meridianpb.RollbackRequest{
+		Group: gA, Txn: holder}}})[0]; status.Code(r.Err()) != codes.DeadlineExceeded {
+		t.Fatalf("rollback with a 1 ns deadline: %v, want DEADLINE_EXCEEDED", r.Err())
+	}
+	w := batchCommit(&meridianpb.CommitRequest{Coordinator: gA, Txn: writer,
+		Participants: []*meridianpb.Participant{{Group: gA, Writes: []*meridianpb.Mutation{put("a/held", "w")}}}})
+	w.TimeoutNs = int64(2 * time.Second) // below the 5 s lock wait
+	if r := b.do(w)[0]; r.Err() != nil {
+		t.Fatalf("a write to the key after its holder's expired rollback: %v (the lock was kept)", r.Err())
+	}
+
 	// Many calls at once, answered in any order, each its own.
 	many := make([]*meridianpb.BatchCall, 2000)
 	for i := range many {
