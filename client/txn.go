@@ -125,7 +125,11 @@ func (c *Client) ReadWriteTransaction(ctx context.Context, fn func(ctx context.C
 
 // Get reads key under a shared lock; ErrNotFound when absent.
 func (t *ReadWriteTransaction) Get(ctx context.Context, key []byte) ([]byte, error) {
-	kvs, err := t.read(ctx, key, &meridianpb.KeySpan{Key: key})
+	s, err := t.c.shardOf(key)
+	if err != nil {
+		return nil, err
+	}
+	kvs, err := t.read(ctx, s, &meridianpb.KeySpan{Key: key})
 	if err != nil {
 		return nil, err
 	}
@@ -145,9 +149,37 @@ func (t *ReadWriteTransaction) Get(ctx context.Context, key []byte) ([]byte, err
 // ReadWriteTransaction re-runs it), and the locks taken are released when
 // the transaction ends.
 func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyValue, error) {
-	return readKeys(ctx, t.c, keys, false, func(ctx context.Context, key []byte) ([]KeyValue, error) {
-		return t.read(ctx, key, &meridianpb.KeySpan{Key: key})
+	groups, err := t.c.groupKeys(keys)
+	if err != nil {
+		return nil, err
+	}
+	return readKeys(ctx, keys, groups, false, func(ctx context.Context, s *meridianpb.ShardInfo, key []byte) ([]KeyValue, error) {
+		return t.read(ctx, s, &meridianpb.KeySpan{Key: key})
 	})
+}
+
+// keyGroup is the keys (their indexes in a call) held by one shard.
+type keyGroup struct {
+	s   *meridianpb.ShardInfo
+	idx []int
+}
+
+// groupKeys sorts keys by shard, the shards in order of first appearance.
+func (c *Client) groupKeys(keys [][]byte) ([]keyGroup, error) {
+	var groups []keyGroup
+	for i, k := range keys {
+		s, err := c.shardOf(k)
+		if err != nil {
+			return nil, err
+		}
+		j := slices.IndexFunc(groups, func(g keyGroup) bool { return g.s.Group == s.Group })
+		if j < 0 {
+			j = len(groups)
+			groups = append(groups, keyGroup{s: s})
+		}
+		groups[j].idx = append(groups[j].idx, i)
+	}
+	return groups, nil
 }
 
 // readKeys reads keys with get, one key at a time per group and the groups
@@ -156,19 +188,8 @@ func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyV
 // first failure the other groups stop; the error returned is an ErrAborted
 // one if any group answered so. Every read has ended when it returns, so
 // a rollback that follows cannot overtake one and leave its lock behind.
-func readKeys(ctx context.Context, c *Client, keys [][]byte, firstAlone bool, get func(ctx context.Context, key []byte) ([]KeyValue, error)) ([]KeyValue, error) {
-	var order []uint64 // groups in order of first appearance
-	byGroup := map[uint64][]int{}
-	for i, k := range keys {
-		s, err := c.shardOf(k)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := byGroup[s.Group]; !ok {
-			order = append(order, s.Group)
-		}
-		byGroup[s.Group] = append(byGroup[s.Group], i)
-	}
+func readKeys(ctx context.Context, keys [][]byte, groups []keyGroup, firstAlone bool,
+	get func(ctx context.Context, s *meridianpb.ShardInfo, key []byte) ([]KeyValue, error)) ([]KeyValue, error) {
 	rows := make([]*KeyValue, len(keys))
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -184,11 +205,11 @@ func readKeys(ctx context.Context, c *Client, keys [][]byte, firstAlone bool, ge
 		cancel() // the other groups' reads stop
 	}
 	readGroup := func(gi int) {
-		for _, i := range byGroup[order[gi]] {
+		for _, i := range groups[gi].idx {
 			if ctx.Err() != nil {
 				return
 			}
-			kvs, err := get(ctx, keys[i])
+			kvs, err := get(ctx, groups[gi].s, keys[i])
 			if err != nil {
 				fail(err)
 				return
@@ -207,7 +228,7 @@ func readKeys(ctx context.Context, c *Client, keys [][]byte, firstAlone bool, ge
 		return firstErr
 	}
 	start := 0 // the first group read here; the others on goroutines
-	if firstAlone && len(order) > 0 {
+	if firstAlone && len(groups) > 0 {
 		readGroup(0)
 		if err := ended(); err != nil {
 			return nil, err
@@ -215,14 +236,14 @@ func readKeys(ctx context.Context, c *Client, keys [][]byte, firstAlone bool, ge
 		start = 1
 	}
 	var wg sync.WaitGroup
-	for gi := start + 1; gi < len(order); gi++ {
+	for gi := start + 1; gi < len(groups); gi++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			readGroup(gi)
 		}()
 	}
-	if start < len(order) {
+	if start < len(groups) {
 		readGroup(start)
 	}
 	wg.Wait()
@@ -243,15 +264,11 @@ func readKeys(ctx context.Context, c *Client, keys [][]byte, firstAlone bool, ge
 func (t *ReadWriteTransaction) Scan(ctx context.Context, r KeyRange, limit int, reverse bool) ([]KeyValue, error) {
 	start, end := r.halfOpen()
 	return scanShards(ctx, t.c, start, end, limit, reverse, func(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan) ([]KeyValue, error) {
-		return t.read(ctx, span.Start, span)
+		return t.read(ctx, s, span)
 	})
 }
 
-func (t *ReadWriteTransaction) read(ctx context.Context, routeKey []byte, span *meridianpb.KeySpan) ([]KeyValue, error) {
-	s, err := t.c.shardOf(routeKey)
-	if err != nil {
-		return nil, err
-	}
+func (t *ReadWriteTransaction) read(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan) ([]KeyValue, error) {
 	t.mu.Lock()
 	t.shards[s.Group] = s
 	epoch, readBefore := t.reads[s.Group]
@@ -260,7 +277,7 @@ func (t *ReadWriteTransaction) read(ctx context.Context, routeKey []byte, span *
 	}
 	t.mu.Unlock()
 	var resp *meridianpb.ReadResponse
-	err = t.c.invoke(ctx, s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+	err := t.c.invoke(ctx, s, toLeader, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 		var err error
 		resp, err = cl.Read(ctx, &meridianpb.ReadRequest{Group: s.Group, Txn: t.meta, Span: span, Epoch: epoch})
 		return err
@@ -552,37 +569,27 @@ func (ro *ReadOnlyTransaction) Get(ctx context.Context, key []byte) ([]byte, err
 // timestamp they can all serve; under another bound, the first group's
 // reads pick it.
 func (ro *ReadOnlyTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyValue, error) {
-	var shards []*meridianpb.ShardInfo
-	for _, k := range keys {
-		s, err := ro.c.shardOf(k)
-		if err != nil {
-			return nil, err
-		}
-		if !slices.ContainsFunc(shards, func(x *meridianpb.ShardInfo) bool { return x.Group == s.Group }) {
-			shards = append(shards, s)
-		}
+	groups, err := ro.c.groupKeys(keys)
+	if err != nil || len(groups) == 0 {
+		return nil, err
 	}
-	single := len(shards) == 1
-	firstAlone := false
-	if !single && ro.Timestamp() == 0 {
-		if ro.bound.kind != boundStrong {
-			firstAlone = true
-		} else if err := ro.fixStrongTS(ctx, shards[0]); err != nil {
-			return nil, err
-		}
+	if err := ro.fixStrongTS(ctx, groups[0].s, len(groups)); err != nil {
+		return nil, err
 	}
-	return readKeys(ctx, ro.c, keys, firstAlone, func(ctx context.Context, key []byte) ([]KeyValue, error) {
-		s, err := ro.c.shardOf(key)
-		if err != nil {
-			return nil, err
-		}
-		return ro.read(ctx, s, &meridianpb.KeySpan{Key: key}, single)
+	// Under another bound, the first group's reads fix the timestamp.
+	firstAlone := len(groups) > 1 && ro.Timestamp() == 0
+	return readKeys(ctx, keys, groups, firstAlone, func(ctx context.Context, s *meridianpb.ShardInfo, key []byte) ([]KeyValue, error) {
+		return ro.read(ctx, s, &meridianpb.KeySpan{Key: key}, len(groups) == 1)
 	})
 }
 
-// fixStrongTS picks one strong timestamp for reads at several groups.
-func (ro *ReadOnlyTransaction) fixStrongTS(ctx context.Context, s *meridianpb.ShardInfo) error {
-	ts, err := ro.strongTS(ctx, s, false)
+// fixStrongTS picks one strong timestamp, at first, for a strong
+// transaction about to read several groups before its timestamp is fixed.
+func (ro *ReadOnlyTransaction) fixStrongTS(ctx context.Context, first *meridianpb.ShardInfo, groups int) error {
+	if groups < 2 || ro.bound.kind != boundStrong || ro.Timestamp() != 0 {
+		return nil
+	}
+	ts, err := ro.strongTS(ctx, first, false)
 	if err != nil {
 		return err
 	}
@@ -598,9 +605,8 @@ func (ro *ReadOnlyTransaction) fixStrongTS(ctx context.Context, s *meridianpb.Sh
 func (ro *ReadOnlyTransaction) Scan(ctx context.Context, r KeyRange, limit int, reverse bool) ([]KeyValue, error) {
 	start, end := r.halfOpen()
 	shards := ro.c.shardsOf(start, end)
-	if ro.Timestamp() == 0 && ro.bound.kind == boundStrong && len(shards) > 1 {
-		// Several groups: pick one strong timestamp for all of them.
-		if err := ro.fixStrongTS(ctx, shards[0]); err != nil {
+	if len(shards) > 0 {
+		if err := ro.fixStrongTS(ctx, shards[0], len(shards)); err != nil {
 			return nil, err
 		}
 	}
