@@ -573,13 +573,19 @@ func (g *Group) lockingRead(req Request) {
 	}, func(err error) { g.respond(Response{ID: req.ID, Err: err}) })
 }
 
+// readsHeld reports whether the read locks a transaction took here in the
+// given epoch are still held: this leadership, and locks in the table.
+func (g *Group) readsHeld(t *txnState, id TxnID, epoch uint64) bool {
+	return t != nil && epoch == g.epoch() && g.locks.holds(id)
+}
+
 func (g *Group) rollback(req Request) {
 	t := g.txns[req.Txn.ID]
 	// A transaction that wrote nothing asks, as it lets go, whether its
 	// read locks here survived: if every group says so, they were all held
 	// together once its last read was answered, and its reads are
 	// serializable. (Locks die with a leadership or a wound.)
-	held := t != nil && t.status == stActive && req.Epoch == g.epoch() && g.locks.holds(req.Txn.ID)
+	held := g.readsHeld(t, req.Txn.ID, req.Epoch) && t.status == stActive
 	if t != nil && (t.status == stActive || t.status == stAborted) {
 		g.abortTxn(t, "rolled back")
 	}
@@ -908,7 +914,7 @@ func (g *Group) onPrepare(m Msg) {
 		return
 	}
 	t := g.txns[id]
-	if m.Read && (t == nil || m.Epoch != g.epoch() || !g.locks.holds(id)) {
+	if m.Read && !g.readsHeld(t, id, m.Epoch) {
 		if t != nil {
 			g.abortTxn(t, "read locks lost before prepare")
 		}
