@@ -387,16 +387,17 @@ func (x *chkIndex) checkReleased(v *chkViolations) {
 		var from, until ReadObs
 		for _, r := range t.Reads {
 			w, ok := x.byValue[r.Value]
-			if !r.Found || !ok || !x.committed(w.txn) || x.h[w.txn].TS == 0 {
+			if !r.Found || !ok {
 				continue
 			}
+			// versions is sorted by (ts, txn) and holds only committed
+			// writes of known timestamp.
 			vs := x.versions[x.keyID[r.Key]]
-			j := sort.Search(len(vs), func(j int) bool { return vs[j].ts >= x.h[w.txn].TS })
-			for j < len(vs) && (vs[j].txn != w.txn || vs[j].op != w.op) && vs[j].ts == x.h[w.txn].TS {
-				j++
-			}
-			if j == len(vs) || vs[j].txn != w.txn || vs[j].op != w.op {
-				continue // not a version of this key: checkReads reports it
+			j, found := slices.BinarySearchFunc(vs, w, func(v chkVersion, w chkWrite) int {
+				return cmp.Or(cmp.Compare(v.ts, x.h[w.txn].TS), cmp.Compare(v.txn, w.txn))
+			})
+			if !found || vs[j].op != w.op {
+				continue // unknown timestamp, or not a version of this key (checkReads reports that)
 			}
 			if vs[j].ts > lo {
 				lo, from = vs[j].ts, r

@@ -279,15 +279,7 @@ func (s *txnSim) rwStep(t *ctxn) {
 // to the writes when every group's reads have answered; a failure retries
 // the transaction, and the retry's new epoch drops the others' answers.
 func (s *txnSim) rwParallel(t *ctxn) {
-	var order []uint64
-	byGroup := map[uint64][]string{}
-	for _, k := range t.reads {
-		g := s.shardOf(k).id
-		if _, ok := byGroup[g]; !ok {
-			order = append(order, g)
-		}
-		byGroup[g] = append(byGroup[g], k)
-	}
+	order, byGroup := s.groupsOf(t.reads)
 	t.next = len(t.reads)
 	left := len(order)
 	var chain func(g uint64, keys []string)
@@ -320,33 +312,41 @@ func (s *txnSim) rwParallel(t *ctxn) {
 // unchecked-release bug sends no epochs, so lost locks go unnoticed.
 func (s *txnSim) release(t *ctxn) {
 	t.rec.Released = true
-	var groups []uint64
-	for _, k := range t.reads {
-		if g := s.shardOf(k).id; !slices.Contains(groups, g) {
-			groups = append(groups, g)
-		}
-	}
-	left, failed := len(groups), false
+	groups, _ := s.groupsOf(t.reads)
+	left := len(groups)
 	for _, g := range groups {
 		req := txn.Request{Kind: txn.ReqRollback, Txn: t.meta, Epoch: t.epochs[g]}
 		if s.opts.Bug == "unchecked-release" {
 			req.Epoch = 0
 		}
 		s.send(t, g, req, true, func(r txn.Response) {
-			switch {
-			case failed:
-			case r.Err != nil:
-				failed = true
+			// After a failure the retry's new epoch drops the other
+			// groups' answers.
+			if r.Err != nil {
 				s.rwFailed(t, r.Err)
-			default:
-				if left--; left == 0 {
-					t.rec.Complete = s.loop.Now()
-					s.res.Released++
-					s.finishTxn(t.c, t, outcomeCommitted)
-				}
+				return
+			}
+			if left--; left == 0 {
+				t.rec.Complete = s.loop.Now()
+				s.res.Released++
+				s.finishTxn(t.c, t, outcomeCommitted)
 			}
 		}, nil)
 	}
+}
+
+// groupsOf sorts keys by the group of their shard, the groups in order of
+// first appearance.
+func (s *txnSim) groupsOf(keys []string) (order []uint64, byGroup map[uint64][]string) {
+	byGroup = map[uint64][]string{}
+	for _, k := range keys {
+		g := s.shardOf(k).id
+		if _, ok := byGroup[g]; !ok {
+			order = append(order, g)
+		}
+		byGroup[g] = append(byGroup[g], k)
+	}
+	return order, byGroup
 }
 
 func (s *txnSim) commit(t *ctxn) {
