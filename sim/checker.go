@@ -62,7 +62,9 @@ const MaxViolations = 50
 //	    timestamp, but its reads were protected together, so some timestamp
 //	    explains them all: each version it found was the newest of its key
 //	    from its own timestamp until the key's next known version, and these
-//	    intervals meet.
+//	    intervals meet, within its real time [Invoke, Complete] (a version
+//	    it read committed before the read, by commit wait; the next one
+//	    took its lock after the release, so its timestamp is later).
 //
 // CheckBank checks the bank workload's invariant on top.
 //
@@ -406,9 +408,16 @@ func (x *chkIndex) checkReleased(v *chkViolations) {
 				hi, until = vs[j+1].ts, r
 			}
 		}
-		if lo >= hi {
+		switch {
+		case lo >= hi:
 			v.addf("reads at no common timestamp: %s wrote nothing and read %q = %s, written at ts=%d, and %q = %s, overwritten at ts=%d",
 				x.desc(i), from.Key, descRead(from), int64(lo), until.Key, descRead(until), int64(hi))
+		case t.Complete != 0 && lo > t.Complete:
+			v.addf("read from the future: %s wrote nothing and read %q = %s, written at ts=%d, after it completed",
+				x.desc(i), from.Key, descRead(from), int64(lo))
+		case hi <= t.Invoke:
+			v.addf("stale read: %s wrote nothing and read %q = %s, already overwritten at ts=%d, before it was invoked",
+				x.desc(i), until.Key, descRead(until), int64(hi))
 		}
 	}
 }

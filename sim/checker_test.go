@@ -266,6 +266,16 @@ func TestCheckTxnsViolations(t *testing.T) {
 			ckRW("t2", 16, 20, 25, nil, ckW("x", "x2"), ckW("y", "y2")),
 			ckReleased("q", 12, 30, ckR("x", "x1"), ckR("y", "y2")),
 		), []string{`reads at no common timestamp: RW q`, `"y" = "y2", written at ts=20`, `"x" = "x1", overwritten at ts=20`}},
+		{"read-write transaction that wrote nothing read a version committed after it completed", ckHist(
+			ckRW("t1", 0, 10, 15, nil, ckW("x", "x1")),
+			ckRW("t2", 31, 40, 45, nil, ckW("y", "y1")),
+			ckReleased("q", 12, 30, ckR("x", "x1"), ckR("y", "y1")),
+		), []string{`read from the future: RW q`, `"y" = "y1", written at ts=40`}},
+		{"read-write transaction that wrote nothing read a version overwritten before it began", ckHist(
+			ckRW("t1", 0, 10, 15, nil, ckW("x", "x1")),
+			ckRW("t2", 16, 20, 25, nil, ckW("x", "x2")),
+			ckReleased("q", 26, 30, ckR("x", "x1")),
+		), []string{`stale read: RW q`, `"x" = "x1", already overwritten at ts=20`}},
 		{"marked as writing nothing, with writes", ckHist(
 			TxnRecord{ID: "q", Kind: ReadWrite, Committed: true, Released: true, Writes: []WriteOp{ckW("x", "x1")}},
 		), []string{`marked as having written nothing`}},
