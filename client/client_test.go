@@ -109,6 +109,7 @@ func TestClient(t *testing.T) {
 			t.Run("ParallelRead", func(t *testing.T) { testParallelRead(t, c) })
 			t.Run("ParallelTransfers", func(t *testing.T) { testParallelTransfers(t, c) })
 			t.Run("ReadOnlyRead", func(t *testing.T) { testReadOnlyRead(t, c) })
+			t.Run("ReadOnlyConcurrentGets", func(t *testing.T) { testReadOnlyConcurrentGets(t, c) })
 			t.Run("Scan", func(t *testing.T) { testScan(t, c) })
 			t.Run("Staleness", func(t *testing.T) { testStaleness(t, c) })
 			t.Run("ReadTimestamp", func(t *testing.T) { testReadTimestamp(t, c) })
@@ -432,6 +433,60 @@ func testReadOnlyRead(t *testing.T, c *Client) {
 			if rows, err := ro.Read(ended, ks...); status.Code(err) != codes.Canceled {
 				t.Fatalf("%s: read of %d keys with an ended context: %v %v, want CANCELED", tc.name, len(ks), showKVs(rows), err)
 			}
+		}
+	}
+}
+
+// testReadOnlyConcurrentGets: Gets from several goroutines at once on a
+// fresh read-only transaction read one snapshot: the first read picks the
+// timestamp while the others wait for it. A writer keeps committing both
+// keys together, so two timestamps would show as two values.
+func testReadOnlyConcurrentGets(t *testing.T, c *Client) {
+	ctx := testCtx(t)
+	mustApply(t, c, Put([]byte("a/rocg"), []byte("0")), Put([]byte("z/rocg"), []byte("0")))
+	stop := make(chan struct{})
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			v := []byte(strconv.Itoa(i))
+			if _, err := c.Apply(ctx, []Mutation{Put([]byte("a/rocg"), v), Put([]byte("z/rocg"), v)}); err != nil {
+				t.Errorf("writer: %v", err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-wrote }()
+	for i := range 200 {
+		bound, name := StrongRead(), "strong"
+		if i%2 == 1 {
+			bound, name = ExactStaleness(time.Millisecond), "exact staleness"
+		}
+		ro := c.ReadOnlyTransaction().WithTimestampBound(bound)
+		var vals [2][]byte
+		var errs [2]error
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for j, k := range []string{"a/rocg", "z/rocg"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				vals[j], errs[j] = ro.Get(ctx, []byte(k))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: %v %v", i, errs[0], errs[1])
+		}
+		if string(vals[0]) != string(vals[1]) {
+			t.Fatalf("round %d (%s): concurrent first reads saw a=%s z=%s, two snapshots", i, name, vals[0], vals[1])
 		}
 	}
 }

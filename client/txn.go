@@ -498,17 +498,56 @@ func (c *Client) Apply(ctx context.Context, ms []Mutation) (CommitResult, error)
 
 // ReadOnlyTransaction reads a consistent snapshot without locks. All its
 // reads share one timestamp, chosen by the first read per its bound. Its
-// reads may run from several goroutines once that timestamp is fixed
-// (after a first read returned); before, concurrent first reads could
-// each pick their own. Read itself fixes it before reading in parallel.
+// methods are safe to call from several goroutines at once: while the
+// first read picks the timestamp, the others wait for it.
 type ReadOnlyTransaction struct {
 	c      *Client
 	bound  TimestampBound
 	single bool
 
-	mu       sync.Mutex // Read's parallel reads share these
+	mu       sync.Mutex // concurrent reads share these
 	ts       int64
+	fixing   chan struct{} // non-nil while a read picks ts; closed when it is done
 	servedBy uint64
+}
+
+// fixTS returns whether the caller is to pick the transaction's timestamp
+// (ts is still zero and no other read is picking it); the caller then
+// calls fixed when done, whether it succeeded or not. Otherwise it waits
+// for the read picking it, and returns false once ts is set.
+func (ro *ReadOnlyTransaction) fixTS(ctx context.Context) (bool, error) {
+	for {
+		ro.mu.Lock()
+		if ro.ts != 0 {
+			ro.mu.Unlock()
+			return false, nil
+		}
+		if ro.fixing == nil {
+			ro.fixing = make(chan struct{})
+			ro.mu.Unlock()
+			return true, nil
+		}
+		wait := ro.fixing
+		ro.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return false, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// fixed ends the caller's turn at picking the timestamp (see fixTS): ts, if
+// nonzero, is the timestamp picked; if it failed, a waiting read takes
+// the turn.
+func (ro *ReadOnlyTransaction) fixed(ts int64) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	if ro.ts == 0 {
+		ro.ts = ts
+	}
+	close(ro.fixing)
+	ro.fixing = nil
 }
 
 // ServedBy returns the node that served the transaction's last read.
@@ -586,19 +625,16 @@ func (ro *ReadOnlyTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyV
 // fixStrongTS picks one strong timestamp, at first, for a strong
 // transaction about to read several groups before its timestamp is fixed.
 func (ro *ReadOnlyTransaction) fixStrongTS(ctx context.Context, first *meridianpb.ShardInfo, groups int) error {
-	if groups < 2 || ro.bound.kind != boundStrong || ro.Timestamp() != 0 {
+	if groups < 2 || ro.bound.kind != boundStrong {
 		return nil
 	}
-	ts, err := ro.strongTS(ctx, first, false)
-	if err != nil {
+	fix, err := ro.fixTS(ctx)
+	if !fix || err != nil {
 		return err
 	}
-	ro.mu.Lock()
-	defer ro.mu.Unlock()
-	if ro.ts == 0 {
-		ro.ts = ts
-	}
-	return nil
+	ts, err := ro.strongTS(ctx, first, false)
+	ro.fixed(ts)
+	return err
 }
 
 // Scan reads the keys of r at the transaction's timestamp.
@@ -634,6 +670,14 @@ func (ro *ReadOnlyTransaction) strongTS(ctx context.Context, s *meridianpb.Shard
 func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan, singleGroup bool) ([]KeyValue, error) {
 	req := &meridianpb.SnapshotReadRequest{Group: s.Group, Span: span}
 	r := toNearest
+	fix, err := ro.fixTS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	picked := int64(0)
+	if fix {
+		defer func() { ro.fixed(picked) }()
+	}
 	switch ts := ro.Timestamp(); {
 	case ts != 0:
 		req.ReadTs = ts
@@ -652,7 +696,7 @@ func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo
 		req.MinReadTs = ro.bound.ts
 	}
 	var resp *meridianpb.ReadResponse
-	err := ro.c.invoke(ctx, s, r, func(ctx context.Context, cl meridianpb.MeridianClient) error {
+	err = ro.c.invoke(ctx, s, r, func(ctx context.Context, cl meridianpb.MeridianClient) error {
 		var err error
 		resp, err = cl.SnapshotRead(ctx, req)
 		return err
@@ -660,12 +704,10 @@ func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo
 	if err != nil {
 		return nil, err
 	}
+	picked = resp.ReadTs
 	ro.mu.Lock()
-	defer ro.mu.Unlock()
-	if ro.ts == 0 {
-		ro.ts = resp.ReadTs
-	}
 	ro.servedBy = resp.ServedBy
+	ro.mu.Unlock()
 	return kvsFromPB(resp.Kvs), nil
 }
 
