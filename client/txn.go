@@ -532,7 +532,7 @@ func (ro *ReadOnlyTransaction) fixTS(ctx context.Context) (bool, error) {
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return false, status.FromContextError(ctx.Err()).Err()
+			return false, wrap(status.FromContextError(ctx.Err()).Err())
 		}
 	}
 }
