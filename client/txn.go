@@ -518,6 +518,9 @@ type ReadOnlyTransaction struct {
 func (ro *ReadOnlyTransaction) fixTS(ctx context.Context) (bool, error) {
 	for {
 		ro.mu.Lock()
+		if ro.ts == 0 && ro.bound.kind == boundReadTS {
+			ro.ts = ro.bound.ts // nothing to pick: concurrent reads need not wait
+		}
 		if ro.ts != 0 {
 			ro.mu.Unlock()
 			return false, nil
