@@ -469,24 +469,40 @@ func testReadOnlyConcurrentGets(t *testing.T, c *Client) {
 		}
 		ro := c.ReadOnlyTransaction().WithTimestampBound(bound)
 		var vals [2][]byte
-		var errs [2]error
+		var rows []KeyValue
+		var errs [3]error
+		var endedErr error
+		ended, cancel := context.WithCancel(ctx)
+		cancel()
 		var wg sync.WaitGroup
 		start := make(chan struct{})
-		for j, k := range []string{"a/rocg", "z/rocg"} {
+		for j, read := range []func(){
+			func() { vals[0], errs[0] = ro.Get(ctx, []byte("a/rocg")) },
+			func() { vals[1], errs[1] = ro.Get(ctx, []byte("z/rocg")) },
+			// Both groups in one call: a strong one picks its timestamp first.
+			func() { rows, errs[2] = ro.Read(ctx, []byte("z/rocg"), []byte("a/rocg")) },
+			// A read whose context ended fails, and hands the turn on if it had it.
+			func() { _, endedErr = ro.Get(ended, []byte("z/rocg")) },
+		} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				<-start
-				vals[j], errs[j] = ro.Get(ctx, []byte(k))
+				if j < 3 {
+					<-start
+				}
+				read()
 			}()
 		}
 		close(start)
 		wg.Wait()
-		if errs[0] != nil || errs[1] != nil {
-			t.Fatalf("round %d: %v %v", i, errs[0], errs[1])
+		if errs[0] != nil || errs[1] != nil || errs[2] != nil {
+			t.Fatalf("round %d: %v %v %v", i, errs[0], errs[1], errs[2])
 		}
-		if string(vals[0]) != string(vals[1]) {
-			t.Fatalf("round %d (%s): concurrent first reads saw a=%s z=%s, two snapshots", i, name, vals[0], vals[1])
+		if status.Code(endedErr) != codes.Canceled {
+			t.Fatalf("round %d: a read with an ended context returned %v, want CANCELED", i, endedErr)
+		}
+		if len(rows) != 2 || string(vals[0]) != string(vals[1]) || string(rows[0].Value) != string(vals[0]) || string(rows[1].Value) != string(vals[0]) {
+			t.Fatalf("round %d (%s): concurrent first reads saw a=%s z=%s and %v, more than one snapshot", i, name, vals[0], vals[1], showKVs(rows))
 		}
 	}
 }

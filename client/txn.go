@@ -577,8 +577,9 @@ func (ro *ReadOnlyTransaction) WithTimestampBound(b TimestampBound) *ReadOnlyTra
 	return ro
 }
 
-// Timestamp returns the timestamp the transaction reads at (zero before
-// its first read).
+// Timestamp returns the timestamp the transaction reads at: zero before
+// its first read succeeded (under ReadTimestamp, the bound's once a read
+// was made).
 func (ro *ReadOnlyTransaction) Timestamp() int64 {
 	ro.mu.Lock()
 	defer ro.mu.Unlock()
@@ -635,8 +636,9 @@ func (ro *ReadOnlyTransaction) fixStrongTS(ctx context.Context, first *meridianp
 	if !fix || err != nil {
 		return err
 	}
-	ts, err := ro.strongTS(ctx, first, false)
-	ro.fixed(ts)
+	var ts int64
+	defer func() { ro.fixed(ts) }()
+	ts, err = ro.strongTS(ctx, first, false)
 	return err
 }
 
