@@ -250,11 +250,3 @@ func (a batchAPI) Rollback(ctx context.Context, in *meridianpb.RollbackRequest, 
 	}
 	return r.GetRollback(), nil
 }
-
-func (a batchAPI) StrongTimestamp(ctx context.Context, in *meridianpb.StrongTimestampRequest, _ ...grpc.CallOption) (*meridianpb.StrongTimestampResponse, error) {
-	r, err := a.b.do(ctx, &meridianpb.BatchCall{Call: &meridianpb.BatchCall_StrongTimestamp{StrongTimestamp: in}})
-	if err != nil {
-		return nil, err
-	}
-	return r.GetStrongTimestamp(), nil
-}

@@ -153,7 +153,7 @@ func (t *ReadWriteTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyV
 	if err != nil {
 		return nil, err
 	}
-	return readKeys(ctx, keys, groups, false, func(ctx context.Context, s *meridianpb.ShardInfo, key []byte) ([]KeyValue, error) {
+	return readKeys(ctx, keys, groups, func(ctx context.Context, s *meridianpb.ShardInfo, key []byte) ([]KeyValue, error) {
 		return t.read(ctx, s, &meridianpb.KeySpan{Key: key})
 	})
 }
@@ -183,12 +183,11 @@ func (c *Client) groupKeys(keys [][]byte) ([]keyGroup, error) {
 }
 
 // readKeys reads keys with get, one key at a time per group and the groups
-// in parallel (or, with firstAlone, the first group's keys before the
-// others start), and returns the rows found in the order asked. At the
+// in parallel, and returns the rows found in the order asked. At the
 // first failure the other groups stop; the error returned is an ErrAborted
 // one if any group answered so. Every read has ended when it returns, so
 // a rollback that follows cannot overtake one and leave its lock behind.
-func readKeys(ctx context.Context, keys [][]byte, groups []keyGroup, firstAlone bool,
+func readKeys(ctx context.Context, keys [][]byte, groups []keyGroup,
 	get func(ctx context.Context, s *meridianpb.ShardInfo, key []byte) ([]KeyValue, error)) ([]KeyValue, error) {
 	rows := make([]*KeyValue, len(keys))
 	parent := ctx
@@ -227,24 +226,17 @@ func readKeys(ctx context.Context, keys [][]byte, groups []keyGroup, firstAlone 
 		}
 		return firstErr
 	}
-	start := 0 // the first group read here; the others on goroutines
-	if firstAlone && len(groups) > 0 {
-		readGroup(0)
-		if err := ended(); err != nil {
-			return nil, err
-		}
-		start = 1
-	}
+	// The first group is read here, the others on goroutines.
 	var wg sync.WaitGroup
-	for gi := start + 1; gi < len(groups); gi++ {
+	for gi := 1; gi < len(groups); gi++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			readGroup(gi)
 		}()
 	}
-	if start < len(groups) {
-		readGroup(start)
+	if len(groups) > 0 {
+		readGroup(0)
 	}
 	wg.Wait()
 	if err := ended(); err != nil {
@@ -607,69 +599,26 @@ func (ro *ReadOnlyTransaction) Get(ctx context.Context, key []byte) ([]byte, err
 
 // Read reads keys at the transaction's timestamp and returns the rows of
 // those present, in the order asked (absent keys are left out). Keys in
-// different groups are read in parallel once the timestamp is fixed: a
-// strong transaction whose keys span several groups first picks a
-// timestamp they can all serve; under another bound, the first group's
-// reads pick it.
+// different groups are read in parallel once the timestamp is fixed: until
+// then the first read to go picks it (a strong one, for all the groups)
+// and the others wait for it.
 func (ro *ReadOnlyTransaction) Read(ctx context.Context, keys ...[]byte) ([]KeyValue, error) {
 	groups, err := ro.c.groupKeys(keys)
-	if err != nil || len(groups) == 0 {
+	if err != nil {
 		return nil, err
 	}
-	if err := ro.fixStrongTS(ctx, groups[0].s, len(groups)); err != nil {
-		return nil, err
-	}
-	// Under another bound, the first group's reads fix the timestamp.
-	firstAlone := len(groups) > 1 && ro.Timestamp() == 0
-	return readKeys(ctx, keys, groups, firstAlone, func(ctx context.Context, s *meridianpb.ShardInfo, key []byte) ([]KeyValue, error) {
+	return readKeys(ctx, keys, groups, func(ctx context.Context, s *meridianpb.ShardInfo, key []byte) ([]KeyValue, error) {
 		return ro.read(ctx, s, &meridianpb.KeySpan{Key: key}, len(groups) == 1)
 	})
-}
-
-// fixStrongTS picks one strong timestamp, at first, for a strong
-// transaction about to read several groups before its timestamp is fixed.
-func (ro *ReadOnlyTransaction) fixStrongTS(ctx context.Context, first *meridianpb.ShardInfo, groups int) error {
-	if groups < 2 || ro.bound.kind != boundStrong {
-		return nil
-	}
-	fix, err := ro.fixTS(ctx)
-	if !fix || err != nil {
-		return err
-	}
-	var ts int64
-	defer func() { ro.fixed(ts) }()
-	ts, err = ro.strongTS(ctx, first, false)
-	return err
 }
 
 // Scan reads the keys of r at the transaction's timestamp.
 func (ro *ReadOnlyTransaction) Scan(ctx context.Context, r KeyRange, limit int, reverse bool) ([]KeyValue, error) {
 	start, end := r.halfOpen()
 	shards := ro.c.shardsOf(start, end)
-	if len(shards) > 0 {
-		if err := ro.fixStrongTS(ctx, shards[0], len(shards)); err != nil {
-			return nil, err
-		}
-	}
 	return scanShards(ctx, ro.c, start, end, limit, reverse, func(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan) ([]KeyValue, error) {
 		return ro.read(ctx, s, span, len(shards) == 1)
 	})
-}
-
-func (ro *ReadOnlyTransaction) strongTS(ctx context.Context, s *meridianpb.ShardInfo, single bool) (int64, error) {
-	var ts int64
-	r := toNearest
-	if single {
-		r = toAnyReplica
-	}
-	err := ro.c.invoke(ctx, s, r, func(ctx context.Context, cl meridianpb.MeridianClient) error {
-		resp, err := cl.StrongTimestamp(ctx, &meridianpb.StrongTimestampRequest{Group: s.Group, SingleGroup: single})
-		if err == nil {
-			ts = resp.Ts
-		}
-		return err
-	})
-	return ts, err
 }
 
 func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo, span *meridianpb.KeySpan, singleGroup bool) ([]KeyValue, error) {
@@ -687,8 +636,10 @@ func (ro *ReadOnlyTransaction) read(ctx context.Context, s *meridianpb.ShardInfo
 	case ts != 0:
 		req.ReadTs = ts
 	case ro.bound.kind == boundStrong:
-		// Strong: with a single group, one round trip to its leader picks
-		// the last commit timestamp and reads there.
+		// Strong: one round trip picks the timestamp and reads there; a
+		// single-use read of one group at its leader's last commit, any
+		// other at a timestamp every group can serve (TT.now().latest),
+		// which the transaction's other reads then use.
 		req.Strong, req.SingleGroup = true, singleGroup && ro.single
 		r = toAnyReplica
 	case ro.bound.kind == boundExact:
