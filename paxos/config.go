@@ -64,6 +64,11 @@ type Bugs struct {
 	// LeaseOverlap: acceptors grant a new leader a lease vote without
 	// waiting out the vote they gave the previous leader.
 	LeaseOverlap bool
+	// OwnClockApply: a replica applies a commit-wait entry once its own
+	// clock says TT.after(ts), without waiting for the leader to release
+	// it, so a follower whose ε is narrower than its leader's shows a
+	// write before the leader has applied it.
+	OwnClockApply bool
 }
 
 func (c *Config) validate() error {

@@ -44,6 +44,10 @@ type tnet struct {
 	rng    *rand.Rand
 	drop   func(m Message) bool
 	leases []leaseRec
+	// released is the highest index a leader has released for
+	// application (the Chosen of an Accept it sent): a follower applies a
+	// commit-wait entry only at or below it (doc.go invariant 6).
+	released uint64
 
 	// part maps a replica to its partition side; replicas on different
 	// sides exchange no messages. Empty: fully connected.
@@ -182,6 +186,12 @@ func (n *tnet) handleReady(nd *tnode) bool {
 	// here on must carry a timestamp above it (doc.go invariant 5).
 	closedBefore := max(nd.apply.ClosedTS, nd.r.Status().Applied.ClosedTS)
 	rd := nd.r.Ready()
+	leading := nd.r.IsLeader()
+	for _, m := range rd.Messages {
+		if m.Type == MsgAccept && !m.Reject {
+			n.released = max(n.released, m.Chosen)
+		}
+	}
 	if n.crashBeforePersist != nil && n.crashBeforePersist(nd) {
 		for _, m := range rd.Messages {
 			if SendBeforePersist(m) && (n.drop == nil || !n.drop(m)) {
@@ -214,9 +224,16 @@ func (n *tnet) handleReady(nd *tnode) bool {
 		if a.Index != nd.apply.Index+1 && nd.apply.Index != 0 {
 			n.t.Fatalf("replica %d applied %d after %d", nd.id, a.Index, nd.apply.Index)
 		}
-		if a.CommitWait && (a.TS >= n.now || !nd.r.now.After(a.TS)) {
+		// Commit wait: applied nowhere before true time passed ts; at a
+		// leader, only once its own clock said TT.after(ts); at a follower
+		// only once a leader released it, whatever the follower's clock.
+		if a.CommitWait && (a.TS >= n.now || leading && !nd.r.now.After(a.TS)) {
 			n.failf("replica %d applied commit-wait entry %d (ts %s) before TT.after(ts): true time %s",
 				nd.id, a.Index, n.rel(a.TS), n.rel(n.now))
+		}
+		if a.CommitWait && !leading && a.Index > n.released {
+			n.failf("replica %d applied commit-wait entry %d (ts %s) before a leader released it (released through %d)",
+				nd.id, a.Index, n.rel(a.TS), n.released)
 		}
 		if !a.Skipped && a.Type != EntryNoop && a.TS <= closedBefore {
 			n.failf("replica %d applied entry %d at ts %s at or below its closed timestamp %s",

@@ -89,3 +89,68 @@ func TestSyncedIgnoresAnotherBallot(t *testing.T) {
 		t.Fatalf("a token of ballot %s moved the self match of ballot %s to %d", tok.ballot, l.r.lead.ballot, l.r.lead.selfMatch)
 	}
 }
+
+// A commit-wait entry that becomes chosen in Step or Synced, with nothing
+// else for a Ready to do, must still wake the leader when its wait ends:
+// the leader then applies it and releases it to the followers. (The wake
+// once came from the last Ready, taken before the entry was chosen; the
+// leader then applied it only at its next heartbeat, while followers that
+// ended the wait on their own clocks already showed it.)
+func TestCommitWaitWakesWhenChosenOutsideReady(t *testing.T) {
+	n := newTnet(t, 3, 0, nil)
+	n.eps = 20 * time.Millisecond
+	n.propose("warm-up")
+	l := n.leader()
+	n.advance(n.nodes[l.id].r.cfg.HeartbeatInterval) // a heartbeat has just gone
+	n.stabilize()
+	idx, ts, err := l.r.Propose(n.interval(l), []byte("x"), 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The leader writes its entry and sends its Accepts; the followers
+	// accept.
+	rd := l.r.Ready()
+	for _, e := range rd.Entries {
+		l.log[e.Index] = e
+	}
+	l.r.Advance(rd)
+	for _, m := range rd.Messages {
+		n.deliver(m)
+	}
+	for _, id := range n.ids {
+		if id != l.id {
+			for n.handleReady(n.nodes[id]) {
+			}
+		}
+	}
+	// The acceptances arrive: the entry is chosen inside Step.
+	for _, m := range n.queue {
+		if m.To == l.id {
+			n.deliver(m)
+		}
+	}
+	n.queue = nil
+	if got := l.r.Status().Chosen; got < idx {
+		t.Fatalf("entry %d not chosen (chosen index %d)", idx, got)
+	}
+	if w := l.r.NextWake(); w == 0 || w > ts+1 {
+		t.Fatalf("leader's next wake-up %s, want at most the end of the commit wait of entry %d (ts %s + 1)",
+			n.rel(w), idx, n.rel(ts))
+	}
+	// Nothing is released before the wait ends, and everything at once
+	// after it.
+	for _, nd := range n.nodes {
+		if got := n.appliedData(nd.id); len(got) != 1 {
+			t.Fatalf("replica %d applied %v before the commit wait ended", nd.id, got)
+		}
+	}
+	n.now = ts.Add(n.eps + 1)
+	l.r.Tick(n.interval(l))
+	n.stabilize()
+	for _, id := range n.ids {
+		if got := n.appliedData(id); len(got) != 2 || got[1] != "x" {
+			t.Fatalf("replica %d applied %v right after the commit wait, want [warm-up x]", id, got)
+		}
+	}
+	n.checkSafety()
+}

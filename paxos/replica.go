@@ -56,6 +56,8 @@ type progress struct {
 	lastGapReset tt.Timestamp
 	snapshot     bool // a snapshot is being sent
 	snapshotAt   tt.Timestamp
+	// announced is the released index last sent to it (Accept.Chosen).
+	announced uint64
 }
 
 type candidacy struct {
@@ -99,8 +101,14 @@ type Replica struct {
 	noVoteUntil tt.Timestamp // after a restart: no vote for others before TT.after(this)
 	needRestart bool         // noVoteUntil not computed yet (no healthy tick since start)
 
-	log          *memLog
-	chosen       uint64
+	log    *memLog
+	chosen uint64
+	// released is the highest index the leader lets replicas apply: every
+	// commit-wait entry up to it passed the commit wait at the leader that
+	// chose it (TT.after(ts) on the leader's clock, never a follower's).
+	// A leader advances it with its own clock (release); a follower learns
+	// it from the Chosen field of the leader's Accepts.
+	released     uint64
 	contig       uint64
 	contigBallot Ballot
 	apply        ApplyState
@@ -124,10 +132,9 @@ type Replica struct {
 	snapReqs  []SnapshotRequest
 	lease     *Lease
 	pendApply []Applied
-	applyNext ApplyState   // apply state after pendApply
-	ready     SyncToken    // leader: its ballot and log.last as of the outstanding Ready
-	waitTS    tt.Timestamp // commit wait: apply blocked until TT.after(waitTS)
-	waitIdx   uint64       // the entry held for commit wait, and since when
+	applyNext ApplyState // apply state after pendApply
+	ready     SyncToken  // leader: its ballot and log.last as of the outstanding Ready
+	waitIdx   uint64     // the entry held for commit wait, and since when
 	waitFrom  tt.Timestamp
 	now       tt.Interval
 	healthy   bool
@@ -152,6 +159,10 @@ func New(cfg Config) (*Replica, error) {
 		round:       cfg.HardState.Round,
 	}
 	r.applyNext = r.apply
+	// What was applied was released; chosen entries beyond it wait for a
+	// leader to release them again (this replica may have chosen them as
+	// leader before a crash, their commit wait not over).
+	r.released = r.apply.Index
 	if !r.voter {
 		r.role = roleLearner
 	}
@@ -275,6 +286,7 @@ func (r *Replica) updateContig() {
 // Step feeds a message received from another replica.
 func (r *Replica) Step(now tt.Interval, m Message) {
 	r.observe(now)
+	defer r.noteWait()
 	if m.Group != r.cfg.Group || m.To != r.cfg.ID {
 		return
 	}
@@ -323,6 +335,7 @@ func (r *Replica) Step(now tt.Interval, m Message) {
 // Tick lets time pass: heartbeats, retries, elections, abdication.
 func (r *Replica) Tick(now tt.Interval) {
 	r.observe(now)
+	defer r.noteWait()
 	switch r.role {
 	case roleLeader:
 		r.tickLeader()
@@ -483,6 +496,13 @@ func (r *Replica) handleAccept(m Message) {
 		r.chosen++
 	}
 	r.updateContig()
+	// The leader's Chosen is what it released (see sendAccept): entries up
+	// to it that we know chosen may be applied. Entries we know chosen
+	// beyond it (chosen while we led) stay held until a leader releases
+	// them.
+	if !r.cfg.Bugs.OwnClockApply {
+		r.released = max(r.released, min(r.chosen, m.Chosen))
+	}
 	if m.ClosedIndex > 0 {
 		r.addPromise(closedPromise{index: m.ClosedIndex, ts: m.ClosedTS, ballot: m.Ballot})
 	}
@@ -869,7 +889,12 @@ func (r *Replica) sendAccept(pr *progress, force bool) {
 	if len(ents) == 0 && !force {
 		return
 	}
-	m := Message{Type: MsgAccept, To: pr.id, Ballot: l.ballot, Chosen: r.chosen, Entries: ents,
+	r.release()
+	announce := r.released
+	if r.cfg.Bugs.OwnClockApply {
+		announce = r.chosen // the old rule: followers learn what is chosen and wait on their own clocks
+	}
+	m := Message{Type: MsgAccept, To: pr.id, Ballot: l.ballot, Chosen: announce, Entries: ents,
 		LeaseReq: r.now.Earliest, ClosedIndex: l.closed.index, ClosedTS: l.closed.ts}
 	if !pr.voter || l.abdicating {
 		m.LeaseReq = 0
@@ -878,6 +903,7 @@ func (r *Replica) sendAccept(pr *progress, force bool) {
 		pr.next = ents[len(ents)-1].Index + 1
 	}
 	pr.lastSend = r.now.Earliest
+	pr.announced = max(pr.announced, m.Chosen)
 	r.send(m)
 }
 
@@ -1107,6 +1133,7 @@ func (r *Replica) RestoreSnapshot(now tt.Interval, st ApplyState, from ReplicaID
 		r.log.reset(st.Index + 1)
 	}
 	r.chosen = st.Index
+	r.released = max(r.released, st.Index)
 	r.apply = st
 	r.applyNext = st
 	r.pendApply = nil
@@ -1148,7 +1175,13 @@ func (r *Replica) HasReady() bool {
 // applyable reports whether the next chosen entry may be applied now.
 func (r *Replica) applyable() bool {
 	e, ok := r.log.get(r.applyNext.Index + 1)
-	return ok && (!e.CommitWait || (r.healthy && r.now.After(e.TS)))
+	if !ok {
+		return false
+	}
+	if r.role == roleLeader && e.CommitWait && e.Index > r.released && r.healthy && r.now.After(e.TS) {
+		return true // release (in Ready) lets it go
+	}
+	return r.mayApply(e)
 }
 
 func (r *Replica) hardState() HardState {
@@ -1159,10 +1192,16 @@ func (r *Replica) hardState() HardState {
 func (r *Replica) Ready() Ready {
 	if r.role == roleLeader {
 		// Batch every proposal since the last Ready into one Accept per
-		// replica.
+		// replica; a replica that has not heard of entries released since
+		// (their commit wait over) hears of them now, so that it can apply
+		// them without waiting for the next heartbeat.
+		r.release()
 		for _, pr := range r.lead.progress {
 			if pr.next <= r.log.last {
 				r.sendAccept(pr, false)
+			}
+			if pr.announced < r.released && !pr.snapshot {
+				r.sendAccept(pr, true)
 			}
 		}
 	}
@@ -1190,17 +1229,16 @@ func (r *Replica) Ready() Ready {
 // buildApply moves newly chosen entries into pendApply, deciding the apply
 // rule for each.
 func (r *Replica) buildApply() {
-	r.waitTS = 0
+	r.release()
 	st := r.applyNext
 	for st.Index < r.chosen {
 		e, ok := r.log.get(st.Index + 1)
 		if !ok {
 			break
 		}
-		if e.CommitWait && (!r.healthy || !r.now.After(e.TS)) {
+		if !r.mayApply(e) {
 			// Commit wait: hold this entry (and, in order, the rest) until
 			// TT.after(e.TS). wake asks for a tick then.
-			r.waitTS = e.TS
 			if r.waitIdx != e.Index {
 				r.waitIdx, r.waitFrom = e.Index, r.now.Earliest
 			}
@@ -1239,6 +1277,52 @@ func (r *Replica) buildApply() {
 	r.applyNext = st
 }
 
+// release advances, at the leader, the index it lets replicas apply: over
+// chosen entries, stopping at the first commit-wait entry whose timestamp
+// has not passed on its clock (Spanner §4.1.2: the coordinator leader
+// waits until TT.after(s) before allowing any replica to apply the commit
+// record). Followers learn it from Accepts; their own clocks, whose ε
+// differs from the leader's, play no part.
+func (r *Replica) release() {
+	if r.role != roleLeader {
+		return
+	}
+	for r.released < r.chosen {
+		e, ok := r.log.get(r.released + 1)
+		if !ok || e.CommitWait && (!r.healthy || !r.now.After(e.TS)) {
+			return
+		}
+		r.released++
+	}
+}
+
+// mayApply reports whether the chosen entry e, the next to apply, may be
+// applied now: commit-wait entries only once released (invariant 6).
+func (r *Replica) mayApply(e *Entry) bool {
+	if !e.CommitWait || e.Index <= r.released {
+		return true
+	}
+	// The negative control: a replica ends the commit wait on its own
+	// clock (a follower with a narrower ε applies first).
+	return r.cfg.Bugs.OwnClockApply && r.healthy && r.now.After(e.TS)
+}
+
+// ReleasedTS returns the highest timestamp among the entries released for
+// application (at a leader: chosen, and past their commit wait). No
+// replica has applied, and no client has learned of, a write above it; a
+// leader's single-group strong read picks it (Spanner's LastTS), so a read
+// that starts after another returned never sees an older state, whichever
+// replica served the first.
+func (r *Replica) ReleasedTS() tt.Timestamp {
+	ts := max(r.apply.LastTS, r.applyNext.LastTS)
+	for i := r.applyNext.Index + 1; i <= r.released; i++ {
+		if e, ok := r.log.get(i); ok {
+			ts = max(ts, e.TS)
+		}
+	}
+	return ts
+}
+
 // NextWake returns when the replica next wants a Tick: once
 // TT.now().earliest >= the returned timestamp (zero: no timer wanted).
 func (r *Replica) NextWake() tt.Timestamp { return r.wake() }
@@ -1270,10 +1354,38 @@ func (r *Replica) wake() tt.Timestamp {
 	if r.needRestart {
 		set(1)
 	}
-	if r.waitTS != 0 {
-		set(r.waitTS + 1)
+	// Commit wait: the next entry to apply may be chosen and held until
+	// TT.after(its timestamp). Computed from the log, not from the last
+	// Ready: the entry can become chosen in Step or Synced with nothing
+	// else to do, and its wait must still end on time rather than at
+	// the next unrelated input (a leader then lagged its followers by up
+	// to a heartbeat).
+	if e, ok := r.heldEntry(); ok {
+		set(e.TS + 1)
 	}
 	return w
+}
+
+// heldEntry returns the next entry to apply when it is chosen but held by
+// commit wait at this replica.
+func (r *Replica) heldEntry() (*Entry, bool) {
+	if r.chosen <= r.applyNext.Index {
+		return nil, false
+	}
+	e, ok := r.log.get(r.applyNext.Index + 1)
+	if !ok || !e.CommitWait || e.Index <= r.released || (r.healthy && r.now.After(e.TS)) {
+		return nil, false
+	}
+	return e, true
+}
+
+// noteWait starts timing the commit wait of a chosen entry held at the
+// head of the apply queue (Applied.CommitWaited), as soon as an input
+// makes it chosen.
+func (r *Replica) noteWait() {
+	if e, ok := r.heldEntry(); ok && r.waitIdx != e.Index {
+		r.waitIdx, r.waitFrom = e.Index, r.now.Earliest
+	}
 }
 
 // Advance acknowledges that rd was handled: its state persisted, its
@@ -1328,6 +1440,7 @@ func (r *Replica) AdvanceUnsynced(rd Ready) SyncToken {
 // Synced tells the replica that the Ready tok came from, and every Ready
 // before it, is durable.
 func (r *Replica) Synced(tok SyncToken) {
+	defer r.noteWait()
 	if r.role == roleLeader && tok.ballot == r.lead.ballot && tok.last > r.lead.selfMatch {
 		// Our own entries up to tok.last are persisted at our ballot.
 		r.lead.selfMatch = tok.last
