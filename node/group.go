@@ -534,8 +534,9 @@ func (g *Group) sleep() time.Duration {
 // publishStrong publishes what single-group strong reads may use without
 // entering the loop (see txn.Group.StrongReadState). It runs only where
 // Pebble holds everything the replica has handed out for application;
-// invalidate runs first in every Ready, before any message leaves, so that
-// a lost lease or a prepared transaction stops the fast path at once.
+// invalidateStrong runs before every Ready's messages leave, so that a
+// lost lease, a prepared transaction or a newly released write stops the
+// fast path at once.
 func (g *Group) publishStrong() {
 	if s, ok := g.t.StrongReadState(); ok {
 		g.strong.Store(&s)
@@ -544,8 +545,17 @@ func (g *Group) publishStrong() {
 	}
 }
 
+// invalidateStrong withdraws the published strong-read state unless the
+// replica would publish the same now. A Ready's Accepts may release writes
+// (invariant 6) that followers then apply and show; the leader's state then
+// names a later timestamp than the one published, and until the Ready is in
+// Pebble no read may use the old one.
 func (g *Group) invalidateStrong() {
-	if _, ok := g.t.StrongReadState(); !ok {
+	cur := g.strong.Load()
+	if cur == nil {
+		return
+	}
+	if s, ok := g.t.StrongReadState(); !ok || s != *cur {
 		g.strong.Store(nil)
 	}
 }
@@ -586,6 +596,7 @@ func (g *Group) handleReady() error {
 	for g.t.HasReady() {
 		rd := g.t.Ready()
 		g.readies.Add(1)
+		g.invalidateStrong()
 		// A leader's Accepts go out first: followers' fsyncs overlap ours.
 		early, late := splitEarly(rd.Messages)
 		g.node.sendPaxos(g, early)

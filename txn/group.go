@@ -1228,12 +1228,19 @@ func (g *Group) askClose(ts tt.Timestamp) {
 func (g *Group) SetReadFloor(ts tt.Timestamp) { g.readFloor = max(g.readFloor, ts) }
 
 // singleStrongTS is a single-group strong read's timestamp at a serving
-// leader with nothing prepared: the last applied timestamp, or, when that
-// is below the read floor, the safe time (every timestamp from the last
-// applied one up to the safe time reads the same state), or the floor
-// itself if the safe time is below it too (the read then waits for it).
+// leader with nothing prepared (invariant 9): the timestamp of the last
+// write the leader released for application (chosen and past its commit
+// wait, so possibly shown by a follower already; the read waits until the
+// leader applied it too), or, when that is below the read floor, the safe
+// time (every timestamp from the last write up to the safe time reads the
+// same state), or the floor itself if the safe time is below it too (the
+// read then waits for it).
 func (g *Group) singleStrongTS() tt.Timestamp {
-	ts := max(g.r.LastAppliedTS(), 1)
+	last := g.r.ReleasedTS()
+	if g.cfg.Bugs.LastAppliedRead {
+		last = g.r.LastAppliedTS()
+	}
+	ts := max(last, 1)
 	if ts < g.readFloor {
 		ts = max(g.readFloor, g.SafeTime())
 	}
@@ -1241,8 +1248,8 @@ func (g *Group) singleStrongTS() tt.Timestamp {
 }
 
 // pickStrong chooses a strong read timestamp (invariant 9): the last
-// applied timestamp at a single group's leader with nothing prepared
-// (singleStrongTS), else TT.now().latest.
+// released write's timestamp at a single group's leader with nothing
+// prepared (singleStrongTS), else TT.now().latest.
 func (g *Group) pickStrong(single bool) (tt.Timestamp, error) {
 	if single && g.serving() && len(g.prepared) == 0 {
 		return g.singleStrongTS(), nil

@@ -175,6 +175,10 @@ type Bugs struct {
 	// NoCommitWait: commits are applied and acknowledged without waiting
 	// until TT.after(s).
 	NoCommitWait bool
+	// LastAppliedRead: a leader's single-group strong read picks the
+	// timestamp of the last entry it applied rather than the last it
+	// released, so a write a follower already shows can be missing.
+	LastAppliedRead bool
 }
 
 func (c *Config) fill() {
