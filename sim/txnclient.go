@@ -29,6 +29,7 @@ const (
 func bankKey(shard uint64, i int) string { return fmt.Sprintf("s%d/acct%d", shard, i) }
 func regKey(shard uint64, i int) string  { return fmt.Sprintf("s%d/reg%d", shard, i) }
 func probeKey(shard uint64) string       { return fmt.Sprintf("s%d/probe", shard) }
+func hotKey(shard uint64) string         { return fmt.Sprintf("s%d/hot", shard) }
 
 type tclient struct {
 	id     int
@@ -140,12 +141,22 @@ func (s *txnSim) clientNext(c *tclient) {
 		// shard order; readers elsewhere read them in reverse.
 		c.probe++
 		s.probeWrite(c, 1)
-	case pick < 72:
+	case pick < 67:
 		var keys []string
 		for sh := uint64(R); sh >= 1; sh-- {
 			keys = append(keys, probeKey(sh))
 		}
 		s.runStrongSingles(c, keys)
+	case pick < 70:
+		// A shard's hot key, read twice in a row, each read at whichever
+		// replica runStrongSingles picks: the second must not see an
+		// older state than the first, which a follower may have served.
+		k := hotKey(1 + s.rng.Uint64N(R))
+		s.runStrongSingles(c, []string{k, k, k})
+	case pick < 76:
+		// Blind writes of a hot key, back to back, so that some commit
+		// of it is nearly always in its commit wait.
+		s.hotWrite(c, hotKey(1+s.rng.Uint64N(R)), 4)
 	case pick < 85:
 		s.runAudit(c)
 	default:
@@ -550,7 +561,10 @@ func (s *txnSim) auditDone(t *ctxn, pending int, failed bool) {
 }
 
 // runStrongSingles reads keys one after another, each as its own strong
-// single-group read-only transaction at the group's leader.
+// single-group read-only transaction, half of them at the group's leader
+// (as the client last heard) and half at a replica picked at random, as
+// the Go client's strong reads land when it does not know the leader: a
+// follower or read-only replica serves them at its own TT.now().latest.
 func (s *txnSim) runStrongSingles(c *tclient, keys []string) {
 	if len(keys) == 0 {
 		s.think(c)
@@ -559,7 +573,12 @@ func (s *txnSim) runStrongSingles(c *tclient, keys []string) {
 	key := keys[0]
 	t := s.newTxn(c, ReadOnly, "probe-read")
 	sh := s.shardOf(key)
-	s.send(t, sh.id, txn.Request{Kind: txn.ReqSnapshotRead, Key: []byte(key), SingleGroup: true}, false,
+	var at paxos.ReplicaID
+	if s.rng.IntN(2) == 0 {
+		ids := append(slices.Clone(sh.voters), sh.learners...)
+		at = ids[s.rng.IntN(len(ids))]
+	}
+	s.sendTo(t, sh.id, at, txn.Request{Kind: txn.ReqSnapshotRead, Key: []byte(key), SingleGroup: true},
 		func(txn.Response) { s.finishTxn(c, t, outcomeAborted) },
 		func(kvs []kv.KeyValue, ts tt.Timestamp) {
 			obs := pointObs(key, kvs)
@@ -607,6 +626,27 @@ func (s *txnSim) probeWrite(c *tclient, i uint64) {
 		if o == outcomeCommitted {
 			c.seq++
 			s.probeWrite(c, i+1)
+			return
+		}
+		s.think(c)
+	})
+}
+
+// hotWrite commits n blind writes of key, one after another.
+func (s *txnSim) hotWrite(c *tclient, key string, n int) {
+	if n == 0 {
+		s.think(c)
+		return
+	}
+	t := s.newTxn(c, ReadWrite, "hot-write")
+	t.rw = true
+	t.rec.Writes = []WriteOp{{Key: key, Value: s.newValue("h")}}
+	t.compute = func(map[string]ReadObs) []WriteOp { return t.rec.Writes }
+	s.commit(t)
+	s.afterFinish(t, func(o txnOutcome) {
+		if o == outcomeCommitted {
+			c.seq++
+			s.hotWrite(c, key, n-1)
 			return
 		}
 		s.think(c)

@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -36,23 +37,32 @@ type TxnOptions struct {
 	// Faults as in PaxosOptions: crash, partition, net, clock, all.
 	Faults []string
 	// Bug: "no-commit-wait" acknowledges and applies commits without
-	// waiting out the clock uncertainty; "stale-fast-read" lets a leader
+	// waiting out the clock uncertainty; "own-clock-apply" lets replicas
+	// end a commit wait on their own clocks and leaders' single-group
+	// strong reads pick the last applied timestamp (before the leader's
+	// release rule: a follower with a narrower ε showed a write the
+	// leader's next strong read missed); "stale-fast-read" lets a leader
 	// serve strong reads from its published state after its lease ended
 	// and without invalidating it when it stops serving;
 	// "unchecked-release" ends transactions that wrote nothing without
 	// asking whether their read locks held.
 	Bug string
 	// ClockError is each time sample's error bound (ε right after a sync;
-	// it grows with drift until the next). Default 1 ms.
-	ClockError time.Duration
+	// it grows with drift until the next). Default 1 ms. Unless
+	// UniformClocks is set, each node's error bound is ClockError times a
+	// factor drawn log-uniformly from [1/4, 4], and each node samples at
+	// its own phase: replicas' ε differ at every instant, as real nodes'
+	// do (a follower may see a commit wait end before its leader does).
+	ClockError    time.Duration
+	UniformClocks bool
 	// ClientsPerRegion run the workloads; default 3.
 	ClientsPerRegion int
 	ThinkTime        time.Duration // default 20 ms
 	Trace            func(string)
 }
 
-// TxnFaults lists the bugs TxnOptions.Bug accepts.
-var TxnBugs = []string{"no-commit-wait", "stale-fast-read", "send-before-sync", "unchecked-release"}
+// TxnBugs lists the bugs TxnOptions.Bug accepts.
+var TxnBugs = []string{"no-commit-wait", "own-clock-apply", "stale-fast-read", "send-before-sync", "unchecked-release"}
 
 func (o *TxnOptions) fill() error {
 	if o.Preset == "" {
@@ -145,6 +155,9 @@ const (
 	simGCEvery   = time.Second
 	// simGCRoundDeletes bounds a simulated GC round's deletions.
 	simGCRoundDeletes = 4
+	// simSyncInterval is how often a simulated node samples its time
+	// master.
+	simSyncInterval = 5 * time.Second
 )
 
 type tnode struct {
@@ -285,8 +298,13 @@ func (s *txnSim) setup() error {
 			n.withholdSyncs()
 			s.net.Place(n.id, r)
 			drift := (s.rng.Float64()*2 - 1) * 0.5 * tt.DefaultDriftBound
-			n.clock = tt.NewSim(tt.SimConfig{Drift: drift, SyncInterval: 5 * time.Second, SampleErr: s.opts.ClockError,
-				Seed: s.rng.Uint64(), SyncDeadline: 20 * time.Second, MaxEpsilon: 100*time.Millisecond + 4*s.opts.ClockError}, s.loop.Now)
+			sampleErr, phase := s.opts.ClockError, time.Duration(0)
+			if !s.opts.UniformClocks {
+				sampleErr = time.Duration(float64(sampleErr) * math.Pow(4, 2*s.rng.Float64()-1))
+				phase = time.Duration(s.rng.Int64N(int64(simSyncInterval)))
+			}
+			n.clock = tt.NewSim(tt.SimConfig{Drift: drift, SyncInterval: simSyncInterval, SyncPhase: phase, SampleErr: sampleErr,
+				Seed: s.rng.Uint64(), SyncDeadline: 20 * time.Second, MaxEpsilon: 100*time.Millisecond + 16*s.opts.ClockError}, s.loop.Now)
 			eng, err := n.openEngine()
 			if err != nil {
 				return err
@@ -365,6 +383,7 @@ func (s *txnSim) startNode(n *tnode) error {
 		}
 		s.checkRemembers(n, rep, st)
 		r, err := paxos.New(paxos.Config{Group: gid, ID: rep.id, Voters: sh.voters, Learners: sh.learners,
+			Bugs:          paxos.Bugs{OwnClockApply: s.opts.Bug == "own-clock-apply"},
 			LeaseDuration: s.opts.Lease, HeartbeatInterval: s.opts.Lease / 8, ElectionTimeout: s.opts.Lease / 4,
 			RetryInterval: 300 * time.Millisecond, Rand: rand.New(rand.NewPCG(s.rng.Uint64(), uint64(rep.id))),
 			HardState: st.HardState, Entries: st.Entries, FirstIndex: st.FirstIndex, Applied: st.Applied})
@@ -375,7 +394,7 @@ func (s *txnSim) startNode(n *tnode) error {
 		if err != nil {
 			return err
 		}
-		g, err := txn.NewGroup(gid, r, txn.Config{Bugs: txn.Bugs{NoCommitWait: s.opts.Bug == "no-commit-wait"},
+		g, err := txn.NewGroup(gid, r, txn.Config{Bugs: txn.Bugs{NoCommitWait: s.opts.Bug == "no-commit-wait", LastAppliedRead: s.opts.Bug == "own-clock-apply"},
 			QueryAfter: time.Second, RetryInterval: 300 * time.Millisecond, LockWait: 2 * time.Second, TxnTimeout: 5 * time.Second}, recs)
 		if err != nil {
 			return err
@@ -419,6 +438,11 @@ func (s *txnSim) process(rep *trep) {
 	rep.g.SetReadFloor(n.eng.GCHorizon())
 	for rep.g.HasReady() && n.up {
 		rd := rep.g.Ready()
+		// As the runtime: the Ready's Accepts may release writes, so the
+		// published state goes before they leave unless it is unchanged.
+		if sr, ok := rep.g.StrongReadState(); rep.strong != nil && (!ok || sr != *rep.strong) && s.opts.Bug != "stale-fast-read" {
+			rep.strong = nil
+		}
 		// A crash planned for this point strikes after the Ready's early
 		// outputs, before its sync, or while an earlier Ready's sync is
 		// in flight.

@@ -16,6 +16,11 @@ type SimConfig struct {
 	DriftBound float64
 	// SyncInterval between samples of the time master. Default 30 s.
 	SyncInterval time.Duration
+	// SyncPhase shifts the sample schedule: samples are taken at
+	// SyncPhase + k × SyncInterval after the clock's origin, so that
+	// clocks sharing an interval need not saw up in step (ε differs
+	// between them at any instant, as between real nodes).
+	SyncPhase time.Duration
 	// SampleErr is the error bound each sample reports (RTT/2 plus the
 	// master's dispersion). Default 1 ms.
 	SampleErr time.Duration
@@ -58,6 +63,10 @@ func NewSim(cfg SimConfig, trueNow func() Timestamp) *Sim {
 	}
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = 30 * time.Second
+	}
+	cfg.SyncPhase %= cfg.SyncInterval
+	if cfg.SyncPhase < 0 {
+		cfg.SyncPhase += cfg.SyncInterval
 	}
 	if cfg.SampleErr <= 0 {
 		cfg.SampleErr = time.Millisecond
@@ -104,15 +113,19 @@ func (c *Sim) sync(t Timestamp) {
 	if t < c.nextSync && !(c.resync && !c.lost) {
 		return
 	}
-	k := uint64(t-c.origin) / uint64(c.cfg.SyncInterval)
-	at := c.origin + Timestamp(k)*Timestamp(c.cfg.SyncInterval)
+	base := c.origin.Add(c.cfg.SyncPhase - c.cfg.SyncInterval)
+	k := uint64(t-base) / uint64(c.cfg.SyncInterval)
+	at := base + Timestamp(k)*Timestamp(c.cfg.SyncInterval)
+	if at < c.origin {
+		at = c.origin // the first sample, taken when the clock starts
+	}
 	if c.resync && !c.lost {
 		// An off-schedule sample right now; noise from a distinct stream.
 		c.resync = false
 		at = t
 		k = k<<20 | uint64(t-c.origin)%(1<<20) | 1<<63
 	}
-	c.nextSync = c.origin + Timestamp(uint64(t-c.origin)/uint64(c.cfg.SyncInterval)+1)*Timestamp(c.cfg.SyncInterval)
+	c.nextSync = base + Timestamp(uint64(t-base)/uint64(c.cfg.SyncInterval)+1)*Timestamp(c.cfg.SyncInterval)
 	if c.lost {
 		return
 	}

@@ -64,7 +64,7 @@ clock uncertainties and prints where commit wait starts to cost.`,
 	fl.IntVar(&f.seeds, "seeds", 20, "number of seeds to run (from --seed on, or from 1)")
 	fl.Int64Var(&f.seed, "seed", -1, "run exactly this seed (or start --seeds here)")
 	fl.StringVar(&f.faults, "faults", "", "comma-separated faults: crash, partition, net, clock, all (default none)")
-	fl.StringVar(&f.bug, "bug", "", "turn on a deliberate bug to show the checker catches it: no-commit-wait (with a large --epsilon), stale-fast-read, send-before-sync")
+	fl.StringVar(&f.bug, "bug", "", "turn on a deliberate bug to show the checker catches it: "+strings.Join(sim.TxnBugs, ", ")+" (no-commit-wait wants a large --epsilon)")
 	fl.StringVarP(&f.output, "output", "w", "table", "output format: table or json")
 	fl.DurationVar(&f.duration, "duration", 30*time.Second, "virtual time per seed")
 	fl.StringVar(&f.placement, "placement", "regional", "replica placement: regional or spread")
