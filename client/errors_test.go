@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -65,5 +66,32 @@ func TestErrorsFromStatus(t *testing.T) {
 		if got := wrap(e); got != e {
 			t.Errorf("wrap(%v) = %v", e, got)
 		}
+	}
+}
+
+// A commit whose outcome is unknown keeps the cause in its chain: callers
+// tell a lost leader (Unavailable) from a deadline, and status.Code sees
+// it.
+func TestCommitUnknownKeepsItsCause(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	c := newClient(t, tc.addrs())
+	// Two of the three voters go away: no group can commit.
+	for _, n := range tc.nodes[1:] {
+		n.srv.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := c.ReadWriteTransaction(ctx, func(ctx context.Context, t *ReadWriteTransaction) error {
+		return t.BufferWrite(Put([]byte("a/unknown"), []byte("1")), Put([]byte("z/unknown"), []byte("1")))
+	})
+	if !errors.Is(err, ErrCommitUnknown) {
+		t.Fatalf("commit with no quorum: %v, want ErrCommitUnknown", err)
+	}
+	cause := errors.Is(err, ErrUnavailable) || errors.Is(err, ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
+	if !cause {
+		t.Fatalf("ErrCommitUnknown lost its cause: %v (want it to match ErrUnavailable or a deadline)", err)
+	}
+	if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+		t.Errorf("status.Code of %v = %s, want Unavailable or DeadlineExceeded", err, code)
 	}
 }

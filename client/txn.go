@@ -365,11 +365,11 @@ func (t *ReadWriteTransaction) commit(ctx context.Context) (CommitResult, error)
 		}
 		inDoubt = true
 		if ctx.Err() != nil || time.Since(first) > MaxCommitRetry {
-			return CommitResult{}, fmt.Errorf("%w: %v", ErrCommitUnknown, err)
+			return CommitResult{}, fmt.Errorf("%w: %w", ErrCommitUnknown, err)
 		}
 		select {
 		case <-ctx.Done():
-			return CommitResult{}, fmt.Errorf("%w: %v", ErrCommitUnknown, err)
+			return CommitResult{}, fmt.Errorf("%w: %w", ErrCommitUnknown, err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
