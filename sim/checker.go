@@ -43,12 +43,37 @@ const MaxViolations = 50
 //
 // The checks, each reporting the transactions involved:
 //
-//	(a) real-time order implies timestamp order: a committed RW T1 that
-//	    completed before a committed RW T2 was invoked has T1.TS < T2.TS;
-//	    before an RO R was invoked, T1.TS <= R.TS (R sees T1); an RO R that
-//	    completed before RW T2 was invoked has R.TS < T2.TS. And per key,
-//	    an RO that starts after another RO completed never reads a version
-//	    older than one the first had already observed.
+//	(a) real-time order implies timestamp order. Between RW transactions
+//	    the rule is on timestamps: a committed RW T1 that completed before a
+//	    committed RW T2 was invoked has T1.TS < T2.TS. Per key: an RO R
+//	    invoked after T1 completed reads every key T1 wrote at R.TS >=
+//	    T1.TS (R sees T1); an RO R that completed before RW T2 was invoked
+//	    read every key T2 writes at R.TS < T2.TS; an RO that starts after
+//	    another RO completed never reads a key at a timestamp below a
+//	    version of it the first had already observed. Across keys, with
+//	    intervals: a strong RO R's snapshot is valid at any effective
+//	    timestamp in [R.TS, hi(R)), where hi(R) is the lowest timestamp of a
+//	    version newer than R.TS of any key R read; a transaction X that
+//	    completed sits at or after lo(X): its commit timestamp (RW), or the
+//	    newest version it observed (RO, or RW that wrote nothing). If X
+//	    completed before R was invoked, lo(X) < hi(R): otherwise R read a
+//	    version that was already overwritten at or before a version or
+//	    commit X had established, and R, which started after X returned,
+//	    is ordered before it. If an RO, or an RW that wrote nothing,
+//	    completed before RW T2 was invoked, lo(X) < T2.TS: X observed no
+//	    version at or after the commit of a transaction that had not begun.
+//	    The cross-key rule bounds R by hi(R), not R.TS, for Spanner's LastTS:
+//	    a single-group RO reads at its group's last commit timestamp, which
+//	    may lie below the timestamp of an unrelated commit X in another
+//	    group that completed before R began. That is strictly serializable
+//	    as long as nothing R read changed between R.TS and X.TS (the group
+//	    committed nothing since R.TS, and what it commits later gets a
+//	    timestamp above the current time, so above X.TS by commit wait): R
+//	    can be placed after X, anywhere below hi(R). R.TS < lo(X) alone is
+//	    therefore no violation; a version in (R.TS, lo(X)] of a key R read
+//	    is, such as a commit chosen below X.TS that was still in its commit
+//	    wait when R picked the group's last commit timestamp. Bounded-
+//	    staleness reads are exempt as the later transaction.
 //	(b) every read returns the newest write at or below its read timestamp;
 //	    reads of values never written, of aborted writes, of a value written
 //	    to another key, or of a value the writer overwrote itself are
@@ -136,6 +161,19 @@ type chkIndex struct {
 	// timestamps. Sorted; unknown timestamps are counted in anyDel instead.
 	maybeDel [][]tt.Timestamp
 	anyDel   []bool // per key id: some maybe-delete has an unknown timestamp
+	// ordered holds the (earlier, later) pairs of records the per-key
+	// real-time checks reported, so the cross-key check does not report
+	// them again.
+	ordered map[[2]int]struct{}
+}
+
+// noteOrdered records that a real-time violation between records earlier
+// and later was reported.
+func (x *chkIndex) noteOrdered(earlier, later int) {
+	if x.ordered == nil {
+		x.ordered = map[[2]int]struct{}{}
+	}
+	x.ordered[[2]int{earlier, later}] = struct{}{}
 }
 
 func (x *chkIndex) key(k string) int {
@@ -319,6 +357,26 @@ func (x *chkIndex) descVersion(v chkVersion) string {
 	return fmt.Sprintf("%q (written by %s)", x.h[v.txn].Writes[v.op].Value, x.desc(v.txn))
 }
 
+// versionOf returns the index in x.versions of the version a found read
+// returned, or -1 when the read found nothing, its writer's timestamp is
+// unknown, or the value is no version of the key (checkReads reports that).
+func (x *chkIndex) versionOf(r ReadObs) int {
+	w, ok := x.byValue[r.Value]
+	if !r.Found || !ok {
+		return -1
+	}
+	// versions is sorted by (ts, txn) and holds only committed writes of
+	// known timestamp.
+	vs := x.versions[x.keyID[r.Key]]
+	j, found := slices.BinarySearchFunc(vs, w, func(v chkVersion, w chkWrite) int {
+		return cmp.Or(cmp.Compare(v.ts, x.h[w.txn].TS), cmp.Compare(v.txn, w.txn))
+	})
+	if !found || vs[j].op != w.op {
+		return -1
+	}
+	return j
+}
+
 func descRead(r ReadObs) string {
 	if !r.Found {
 		return "absent"
@@ -370,6 +428,7 @@ func CheckTxns(h []TxnRecord) []string {
 	obs, rds := x.checkReads(&v)
 	x.checkRealTime(&v)
 	x.checkROVisibility(&v, obs, rds)
+	x.checkRealTimeGlobal(&v, obs)
 	x.checkTies(&v)
 	x.checkLostUpdates(&v)
 	x.checkReleased(&v)
@@ -388,19 +447,11 @@ func (x *chkIndex) checkReleased(v *chkViolations) {
 		lo, hi := tt.Timestamp(0), tt.MaxTimestamp
 		var from, until ReadObs
 		for _, r := range t.Reads {
-			w, ok := x.byValue[r.Value]
-			if !r.Found || !ok {
-				continue
+			j := x.versionOf(r)
+			if j < 0 {
+				continue // absent, unknown timestamp, or not a version of this key
 			}
-			// versions is sorted by (ts, txn) and holds only committed
-			// writes of known timestamp.
 			vs := x.versions[x.keyID[r.Key]]
-			j, found := slices.BinarySearchFunc(vs, w, func(v chkVersion, w chkWrite) int {
-				return cmp.Or(cmp.Compare(v.ts, x.h[w.txn].TS), cmp.Compare(v.txn, w.txn))
-			})
-			if !found || vs[j].op != w.op {
-				continue // unknown timestamp, or not a version of this key (checkReads reports that)
-			}
 			if vs[j].ts > lo {
 				lo, from = vs[j].ts, r
 			}
@@ -575,16 +626,17 @@ type chkEvent struct {
 //
 // Between read-write transactions the rule is global: if T1 completed
 // before T2 was invoked, T1.TS < T2.TS (this is what commit wait buys).
-// For read-only transactions it is checked per key, which is what external
-// consistency requires of them: a strong read-only transaction invoked
-// after T1 completed must read every key T1 wrote at a timestamp >= T1.TS,
-// and a read-only transaction that completed before T2 was invoked read
-// every key T2 writes at a timestamp < T2.TS. A global rule would be too
-// strong: a single-group read at the group's last commit timestamp
-// (Spanner's LastTS) may sit below the timestamp of an unrelated commit in
-// another group and still be strictly serializable. Bounded-staleness
-// reads (Stale) read in the past by design and are exempt as the later
-// transaction.
+// For read-only transactions the read timestamp is held to it per key: a
+// strong read-only transaction invoked after T1 completed must read every
+// key T1 wrote at a timestamp >= T1.TS, and a read-only transaction that
+// completed before T2 was invoked read every key T2 writes at a timestamp
+// < T2.TS. A global rule on read timestamps would be too strong: a
+// single-group read at the group's last commit timestamp (Spanner's
+// LastTS) may sit below the timestamp of an unrelated commit in another
+// group and still be strictly serializable; checkRealTimeGlobal orders
+// read-only transactions across keys by the versions they read instead.
+// Bounded-staleness reads (Stale) read in the past by design and are
+// exempt as the later transaction.
 func (x *chkIndex) checkRealTime(v *chkViolations) {
 	var comps, invs []chkEvent
 	for i := range x.h {
@@ -676,6 +728,7 @@ func (x *chkIndex) checkRealTimeRO(v *chkViolations) {
 				}
 			}
 			if best >= 0 && ws[best].ts > r.ts {
+				x.noteOrdered(ws[best].txn, r.txn)
 				v.addf("real-time order violated on key %q: %s completed before %s was invoked, but the read timestamp %d is below the commit timestamp %d, so the read cannot see it",
 					k, x.desc(ws[best].txn), x.desc(r.txn), int64(r.ts), int64(ws[best].ts))
 			}
@@ -692,6 +745,7 @@ func (x *chkIndex) checkRealTimeRO(v *chkViolations) {
 				}
 			}
 			if best >= 0 && ds[best].ts >= wr.ts {
+				x.noteOrdered(ds[best].txn, wr.txn)
 				v.addf("real-time order violated on key %q: %s completed before %s was invoked, but the later one's commit timestamp %d is not greater than the read timestamp %d",
 					k, x.desc(ds[best].txn), x.desc(wr.txn), int64(wr.ts), int64(ds[best].ts))
 			}
@@ -699,11 +753,11 @@ func (x *chkIndex) checkRealTimeRO(v *chkViolations) {
 	}
 }
 
-// checkROVisibility is the per-key part of check (a): an RO transaction
-// invoked after another RO transaction completed must not read a key at a
-// timestamp below a version of that key the first one observed. (The RW
-// cases follow from the timestamp checks and check (b).) obs and rds come
-// from checkReads.
+// checkROVisibility is the per-key RO-after-RO part of check (a): an RO
+// transaction invoked after another RO transaction completed must not read
+// a key at a timestamp below a version of that key the first one observed.
+// (checkRealTimeGlobal catches this too, across keys; this check names the
+// key the two share.) obs and rds come from checkReads.
 func (x *chkIndex) checkROVisibility(v *chkViolations, obs, rds []chkObs) {
 	byKeyTime := func(a, b chkObs) int {
 		return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.at, b.at), cmp.Compare(a.txn, b.txn), cmp.Compare(a.read, b.read))
@@ -726,10 +780,148 @@ func (x *chkIndex) checkROVisibility(v *chkViolations, obs, rds []chkObs) {
 		}
 		if best >= 0 && obs[best].ts > r.ts {
 			b := obs[best]
+			x.noteOrdered(b.txn, r.txn)
 			v.addf("real-time order violated on key %q: %s completed after observing the version at ts=%d (%s), before %s was invoked, which read it at ts=%d and got %s",
 				x.keys[key], x.desc(b.txn), int64(b.ts), descRead(x.h[b.txn].Reads[b.read]),
 				x.desc(r.txn), int64(r.ts), descRead(x.h[r.txn].Reads[r.read]))
 		}
+	}
+}
+
+// chkBound places a transaction in real time for checkRealTimeGlobal with
+// a bound on its effective timestamp: as the earlier transaction, at its
+// completion with lo, the lowest timestamp it can be serialized at; as the
+// later one, at its invocation with hi, the timestamp an RO must be
+// serialized below, or an RW's commit timestamp.
+type chkBound struct {
+	at, ts tt.Timestamp
+	txn    int
+	// read is the index in Reads of the read behind ts: the newest version
+	// an earlier RO (or RW that wrote nothing) observed, the read of a
+	// later RO that was replaced first. It is -1 for a commit timestamp.
+	read int
+	// ver indexes, for a later RO, the versions of that read's key: the
+	// version that replaced what it read.
+	ver int
+}
+
+// checkRealTimeGlobal is the cross-key part of check (a). A strong RO R's
+// snapshot is valid at any effective timestamp in [R.TS, hi(R)): hi(R) is
+// the lowest timestamp, over the keys R read, of the key's first version
+// above R.TS. A completed transaction X is serialized at or after lo(X):
+// its commit timestamp (RW), or the newest version it observed (RO, from
+// obs; RW that wrote nothing, from its found reads). If X completed before
+// R was invoked, lo(X) < hi(R); if X is an RO or wrote nothing and
+// completed before RW T2 was invoked, lo(X) < T2.TS (RW after RW is
+// checkRealTime's). Versions of unknown timestamp, and deletes the checker
+// cannot place, bound nothing: leaving them out only lowers lo and raises
+// hi. An Unknown RW's Complete orders nothing (see checkRealTime), so only
+// Committed records are earlier ones. Pairs the per-key checks reported
+// are not reported again. One sweep in real time, keeping the highest lo.
+func (x *chkIndex) checkRealTimeGlobal(v *chkViolations, obs []chkObs) {
+	var earlier, later []chkBound
+	// Earlier ROs: the newest version each observed. obs holds the
+	// versions of known timestamp, consistent by check (b), that committed
+	// ROs with a timestamp observed, if they completed.
+	roAt := map[int]int{} // txn → index in earlier
+	for _, o := range obs {
+		e, ok := roAt[o.txn]
+		switch {
+		case !ok:
+			roAt[o.txn] = len(earlier)
+			earlier = append(earlier, chkBound{at: o.at, ts: o.ts, txn: o.txn, read: o.read, ver: -1})
+		case o.ts > earlier[e].ts:
+			earlier[e].ts, earlier[e].read = o.ts, o.read
+		}
+	}
+	for i := range x.h {
+		t := &x.h[i]
+		if !x.committed(i) {
+			continue
+		}
+		switch {
+		case t.Kind == ReadOnly:
+			// The later transaction: its snapshot's end.
+			if t.Stale || t.TS == 0 {
+				continue
+			}
+			b := chkBound{at: t.Invoke, ts: tt.MaxTimestamp, txn: i, read: -1, ver: -1}
+			for ri, r := range t.Reads {
+				vs := x.versions[x.keyID[r.Key]]
+				if j := latestAt(vs, t.TS, false) + 1; j < len(vs) && vs[j].ts < b.ts {
+					b.ts, b.read, b.ver = vs[j].ts, ri, j
+				}
+			}
+			if b.read >= 0 {
+				later = append(later, b)
+			}
+		case t.Released:
+			// The earlier transaction: the newest version it found.
+			if !t.Committed || t.Complete == 0 {
+				continue
+			}
+			b := chkBound{at: t.Complete, txn: i, read: -1, ver: -1}
+			for ri, r := range t.Reads {
+				j := x.versionOf(r)
+				if j < 0 {
+					continue
+				}
+				if ts := x.versions[x.keyID[r.Key]][j].ts; b.read < 0 || ts > b.ts {
+					b.ts, b.read = ts, ri
+				}
+			}
+			if b.read >= 0 {
+				earlier = append(earlier, b)
+			}
+		case t.TS != 0:
+			later = append(later, chkBound{at: t.Invoke, ts: t.TS, txn: i, read: -1, ver: -1})
+			if t.Committed && t.Complete != 0 {
+				earlier = append(earlier, chkBound{at: t.Complete, ts: t.TS, txn: i, read: -1, ver: -1})
+			}
+		}
+	}
+	byTime := func(a, b chkBound) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.txn, b.txn)) }
+	slices.SortFunc(earlier, byTime)
+	slices.SortFunc(later, byTime)
+	// Among the transactions completed so far, the highest lo (bestAll),
+	// and the highest lo of an RO or an RW that wrote nothing (bestObs).
+	bestAll, bestObs, e := -1, -1, 0
+	for _, l := range later {
+		for ; e < len(earlier) && earlier[e].at < l.at; e++ {
+			if bestAll < 0 || earlier[e].ts > earlier[bestAll].ts {
+				bestAll = e
+			}
+			if earlier[e].read >= 0 && (bestObs < 0 || earlier[e].ts > earlier[bestObs].ts) {
+				bestObs = e
+			}
+		}
+		rw := x.h[l.txn].Kind == ReadWrite
+		best := bestAll
+		if rw {
+			best = bestObs
+		}
+		if best < 0 || earlier[best].ts < l.ts || earlier[best].txn == l.txn {
+			continue
+		}
+		b := earlier[best]
+		if _, ok := x.ordered[[2]int{b.txn, l.txn}]; ok {
+			continue
+		}
+		first := x.desc(b.txn) + " completed"
+		if b.read >= 0 {
+			r := x.h[b.txn].Reads[b.read]
+			first = fmt.Sprintf("%s completed after observing the version of key %q at ts=%d (%s),",
+				x.desc(b.txn), r.Key, int64(b.ts), descRead(r))
+		}
+		if rw {
+			v.addf("real-time order violated across keys: %s before %s was invoked, but the later one's commit timestamp %d is not greater than that version's",
+				first, x.desc(l.txn), int64(l.ts))
+			continue
+		}
+		r := x.h[l.txn].Reads[l.read]
+		v.addf("real-time order violated across keys: %s before %s was invoked, which read key %q at ts=%d and got %s, replaced at ts=%d by %s: the later one is serialized below ts=%d, the earlier one at or above ts=%d",
+			first, x.desc(l.txn), r.Key, int64(x.h[l.txn].TS), descRead(r),
+			int64(l.ts), x.descVersion(x.versions[x.keyID[r.Key]][l.ver]), int64(l.ts), int64(b.ts))
 	}
 }
 

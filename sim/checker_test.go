@@ -613,3 +613,142 @@ func ckStale(t TxnRecord) TxnRecord {
 	t.Stale = true
 	return t
 }
+
+// TestCheckTxnsRealTimeAcrossKeys covers the cross-key part of check (a):
+// a transaction X that completed before a strong RO R was invoked is
+// serialized at or after lo(X) (its commit timestamp, or the newest version
+// it observed), and R below hi(R) (the first version above R.TS of a key R
+// read), so lo(X) < hi(R); an RO, or an RW that wrote nothing, that
+// completed before RW T2 was invoked has lo(X) < T2.TS. No key is shared
+// by the transactions these histories order, so only that check sees them.
+func TestCheckTxnsRealTimeAcrossKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    []TxnRecord
+		want []string // substrings some message must contain; nil: valid
+		n    int      // the number of violations, when want is not nil
+	}{
+		{"RO after RO saw a writer on another key", ckHist(
+			// t's acknowledgement is slow, so t completes after both reads.
+			ckRW("t0", 0, 50, 60, nil, ckW("b", "b0")),
+			ckRW("t", 10, 100, 1000, nil, ckW("a", "a1"), ckW("b", "b1")),
+			ckRO("r1", 110, 100, 120, ckR("a", "a1")),
+			ckRO("r2", 130, 90, 140, ckR("b", "b0")),
+		), []string{
+			`real-time order violated across keys: RO r1 (ts=100, real time [110, 120]) completed after observing the version of key "a" at ts=100 ("a1"), before RO r2 (ts=90, real time [130, 140]) was invoked, which read key "b" at ts=90 and got "b0", replaced at ts=100 by "b1" (written by RW t (ts=100, real time [10, 1000])): the later one is serialized below ts=100, the earlier one at or above ts=100`,
+		}, 1},
+		{"single-group read below a version an earlier RO saw on another key (LastTS)", ckHist(
+			// As above, but nothing overwrote b0 after ts=90: r2 can be
+			// serialized after r1, at ts=100.
+			ckRW("t0", 0, 50, 60, nil, ckW("b", "b0")),
+			ckRW("t", 10, 100, 1000, nil, ckW("a", "a1")),
+			ckRO("r1", 110, 100, 120, ckR("a", "a1")),
+			ckRO("r2", 130, 90, 140, ckR("b", "b0")),
+		), nil, 0},
+		{"RO after RO, different writers, the first replaced read decides", ckHist(
+			ckRW("w1", 0, 100, 1000, nil, ckW("x", "x1")),
+			ckRW("w3", 0, 110, 1000, nil, ckW("x", "x2")),
+			ckRW("w2", 0, 120, 1000, nil, ckW("y", "y1")),
+			ckRW("w4", 0, 115, 1000, nil, ckW("z", "z1")),
+			ckRO("r1", 130, 130, 140, ckR("y", "y1")),
+			ckRO("r2", 150, 105, 160, ckAbsent("z"), ckR("x", "x1"), ckAbsent("q")),
+		), []string{
+			`real-time order violated across keys: RO r1`,
+			`observing the version of key "y" at ts=120 ("y1"), before RO r2`,
+			`read key "x" at ts=105 and got "x1", replaced at ts=110 by "x2" (written by RW w3`,
+			`below ts=110, the earlier one at or above ts=120`,
+		}, 1},
+		{"RO after an RW that wrote nothing and saw a writer on another key", ckHist(
+			ckRW("t0", 0, 50, 60, nil, ckW("b", "b0")),
+			ckRW("t", 10, 100, 1000, nil, ckW("a", "a1"), ckW("b", "b1")),
+			ckReleased("q", 105, 120, ckR("a", "a1"), ckAbsent("c")),
+			ckRO("r2", 130, 90, 140, ckR("b", "b0")),
+		), []string{
+			`real-time order violated across keys: RW q`,
+			`observing the version of key "a" at ts=100 ("a1"), before RO r2`,
+			`read key "b" at ts=90 and got "b0", replaced at ts=100 by "b1"`,
+		}, 1},
+		{"RO after an RW on another key, below a concurrent write", ckHist(
+			ckRW("t1", 0, 50, 1000, nil, ckW("x", "x1")),
+			ckRW("t0", 0, 100, 110, nil, ckW("y", "y1")),
+			ckRO("r", 120, 40, 130, ckAbsent("x")),
+		), []string{
+			`real-time order violated across keys: RW t0 (ts=100, real time [0, 110]) completed before RO r`,
+			`read key "x" at ts=40 and got absent, replaced at ts=50 by "x1" (written by RW t1`,
+			`the later one is serialized below ts=50, the earlier one at or above ts=100`,
+		}, 1},
+		{"RW after an RO that saw a version above its commit timestamp", ckHist(
+			ckRW("w", 0, 100, 1000, nil, ckW("y", "y1")),
+			ckRO("r1", 105, 100, 110, ckR("y", "y1")),
+			ckRW("t2", 120, 90, 130, nil, ckW("x", "x2")),
+		), []string{
+			`real-time order violated across keys: RO r1 (ts=100, real time [105, 110]) completed after observing the version of key "y" at ts=100 ("y1"), before RW t2 (ts=90, real time [120, 130]) was invoked, but the later one's commit timestamp 90 is not greater than that version's`,
+		}, 1},
+		{"RW after an RO that saw a delete at its commit timestamp", ckHist(
+			ckRW("w0", 0, 10, 20, nil, ckW("y", "y0")),
+			ckRW("w", 0, 100, 1000, nil, ckDel("y")),
+			ckRO("r1", 105, 100, 110, ckAbsent("y")),
+			ckRW("t2", 120, 100, 130, nil, ckW("x", "x2")),
+		), []string{
+			`RO r1`, `observing the version of key "y" at ts=100 (absent), before RW t2`,
+			`commit timestamp 100 is not greater`,
+		}, 1},
+		{"RW after an RW that wrote nothing and saw a version above its commit timestamp", ckHist(
+			ckRW("w", 0, 100, 1000, nil, ckW("y", "y1")),
+			ckReleased("q", 105, 110, ckR("y", "y1")),
+			ckRW("t2", 120, 90, 130, nil, ckW("x", "x2")),
+		), []string{
+			`real-time order violated across keys: RW q`, `key "y" at ts=100 ("y1"), before RW t2`,
+			`commit timestamp 90 is not greater`,
+		}, 1},
+		{"one report per pair: the per-key report stands for the shared key", ckHist(
+			// r1 → r2 is reported on key "x" only; t0 → r3 across keys.
+			ckRW("t1", 0, 50, 1000, nil, ckW("x", "x1")),
+			ckRO("r1", 60, 60, 70, ckR("x", "x1")),
+			ckRO("r2", 80, 40, 90, ckAbsent("x")),
+			ckRW("t0", 0, 200, 210, nil, ckW("y", "y1")),
+			ckRW("t2", 0, 190, 1000, nil, ckW("z", "z1")),
+			ckRO("r3", 220, 150, 230, ckAbsent("z")),
+		), []string{
+			`real-time order violated on key "x": RO r1`,
+			`real-time order violated across keys: RW t0`, `before RO r3`,
+		}, 2},
+		{"versions of unknown timestamp bound nothing", ckHist(
+			// u committed (r1 and q saw it) at a timestamp nobody knows,
+			// possibly at or below 90, so neither r1 nor q is placed at or
+			// above t's commit at 100.
+			ckUnknown(ckRW("u", 0, 0, 0, nil, ckW("a", "au"))),
+			ckUnknown(ckRW("u2", 0, 0, 0, nil, ckW("b", "bu"))),
+			ckRW("t", 0, 100, 1000, nil, ckW("b", "b1")),
+			ckRO("r1", 150, 150, 160, ckR("a", "au")),
+			ckReleased("q", 150, 160, ckR("a", "au")),
+			ckRO("r2", 170, 90, 180, ckR("b", "bu")),
+			ckRW("t2", 170, 95, 180, nil, ckW("c", "c2")),
+		), nil, 0},
+		{"bounded-staleness read is exempt as the later one, not as the earlier", ckHist(
+			ckRW("t0", 0, 50, 60, nil, ckW("b", "b0")),
+			ckRW("t", 10, 100, 1000, nil, ckW("a", "a1"), ckW("b", "b1")),
+			ckStale(ckRO("s1", 110, 100, 120, ckR("a", "a1"))),
+			ckStale(ckRO("s2", 130, 90, 140, ckR("b", "b0"))),
+			ckRO("r3", 130, 90, 140, ckR("b", "b0")),
+		), []string{`across keys: RO s1`, `before RO r3`}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CheckTxns(tc.h)
+			if tc.want == nil {
+				if len(got) != 0 {
+					t.Fatalf("CheckTxns reported violations in a valid history:\n%s", strings.Join(got, "\n"))
+				}
+				return
+			}
+			for _, w := range tc.want {
+				if !ckContains(got, w) {
+					t.Errorf("no violation contains %q; got:\n%s", w, strings.Join(got, "\n"))
+				}
+			}
+			if len(got) != tc.n {
+				t.Errorf("got %d violations, want %d:\n%s", len(got), tc.n, strings.Join(got, "\n"))
+			}
+		})
+	}
+}
