@@ -533,29 +533,15 @@ func (g *Group) sleep() time.Duration {
 
 // publishStrong publishes what single-group strong reads may use without
 // entering the loop (see txn.Group.StrongReadState). It runs only where
-// Pebble holds everything the replica has handed out for application;
-// invalidateStrong runs before every Ready's messages leave, so that a
-// lost lease, a prepared transaction or a newly released write stops the
-// fast path at once.
+// Pebble holds everything the replica has handed out for application; the
+// state is withdrawn before every Ready is taken, so that nothing the Ready
+// decides (a proposal's timestamp, a write released to the followers, a
+// lost lease, a prepared transaction) leaves while a read can still use
+// the state published before it.
 func (g *Group) publishStrong() {
 	if s, ok := g.t.StrongReadState(); ok {
 		g.strong.Store(&s)
 	} else {
-		g.strong.Store(nil)
-	}
-}
-
-// invalidateStrong withdraws the published strong-read state unless the
-// replica would publish the same now. A Ready's Accepts may release writes
-// (invariant 6) that followers then apply and show; the leader's state then
-// names a later timestamp than the one published, and until the Ready is in
-// Pebble no read may use the old one.
-func (g *Group) invalidateStrong() {
-	cur := g.strong.Load()
-	if cur == nil {
-		return
-	}
-	if s, ok := g.t.StrongReadState(); !ok || s != *cur {
 		g.strong.Store(nil)
 	}
 }
@@ -589,14 +575,15 @@ func (g *Group) StrongRead(task txn.ReadTask) (kvs []kv.KeyValue, ts tt.Timestam
 
 // handleReady runs the txn.Ready contract until the group has nothing more.
 func (g *Group) handleReady() error {
-	g.invalidateStrong()
+	if g.t.HasReady() {
+		g.strong.Store(nil)
+	}
 	// The published strong-read state (StrongReadState) keeps above the
 	// GC horizon.
 	g.t.SetReadFloor(g.node.eng.GCHorizon())
 	for g.t.HasReady() {
 		rd := g.t.Ready()
 		g.readies.Add(1)
-		g.invalidateStrong()
 		// A leader's Accepts go out first: followers' fsyncs overlap ours.
 		early, late := splitEarly(rd.Messages)
 		g.node.sendPaxos(g, early)

@@ -1307,22 +1307,6 @@ func (r *Replica) mayApply(e *Entry) bool {
 	return r.cfg.Bugs.OwnClockApply && r.healthy && r.now.After(e.TS)
 }
 
-// ReleasedTS returns the highest timestamp among the entries released for
-// application (at a leader: chosen, and past their commit wait). No
-// replica has applied, and no client has learned of, a write above it; a
-// leader's single-group strong read picks it (Spanner's LastTS), so a read
-// that starts after another returned never sees an older state, whichever
-// replica served the first.
-func (r *Replica) ReleasedTS() tt.Timestamp {
-	ts := max(r.apply.LastTS, r.applyNext.LastTS)
-	for i := r.applyNext.Index + 1; i <= r.released; i++ {
-		if e, ok := r.log.get(i); ok {
-			ts = max(ts, e.TS)
-		}
-	}
-	return ts
-}
-
 // NextWake returns when the replica next wants a Tick: once
 // TT.now().earliest >= the returned timestamp (zero: no timer wanted).
 func (r *Replica) NextWake() tt.Timestamp { return r.wake() }

@@ -432,17 +432,13 @@ func (s *txnSim) tick(rep *trep) {
 // (syncLater), and the replica goes on meanwhile.
 func (s *txnSim) process(rep *trep) {
 	n := rep.node
-	if _, ok := rep.g.StrongReadState(); !ok && s.opts.Bug != "stale-fast-read" {
+	// As the runtime: the published state goes before a Ready is taken.
+	if rep.g.HasReady() && s.opts.Bug != "stale-fast-read" {
 		rep.strong = nil
 	}
 	rep.g.SetReadFloor(n.eng.GCHorizon())
 	for rep.g.HasReady() && n.up {
 		rd := rep.g.Ready()
-		// As the runtime: the Ready's Accepts may release writes, so the
-		// published state goes before they leave unless it is unchanged.
-		if sr, ok := rep.g.StrongReadState(); rep.strong != nil && (!ok || sr != *rep.strong) && s.opts.Bug != "stale-fast-read" {
-			rep.strong = nil
-		}
 		// A crash planned for this point strikes after the Ready's early
 		// outputs, before its sync, or while an earlier Ready's sync is
 		// in flight.

@@ -53,9 +53,9 @@ func TestTxnSeeds(t *testing.T) {
 // shows a write first), with leaders' single-group strong reads at their
 // last applied write, must be caught: a strong read that starts after
 // another returned sees an older state. This is how the runtime behaved
-// before the leader's release rule (invariant 6) and LastTS at the
-// released write (invariant 9); seeds 2 (regional) and 10 (spread) catch
-// it in three zones.
+// before the leader's release rule (invariant 6) and LastTS over every
+// write the leader assigned (invariant 9); seed 1 catches it in three
+// zones, in both placements.
 func TestTxnOwnClockApplyCaught(t *testing.T) {
 	for _, placement := range []string{"regional", "spread"} {
 		found := 0

@@ -1228,15 +1228,21 @@ func (g *Group) askClose(ts tt.Timestamp) {
 func (g *Group) SetReadFloor(ts tt.Timestamp) { g.readFloor = max(g.readFloor, ts) }
 
 // singleStrongTS is a single-group strong read's timestamp at a serving
-// leader with nothing prepared (invariant 9): the timestamp of the last
-// write the leader released for application (chosen and past its commit
-// wait, so possibly shown by a follower already; the read waits until the
-// leader applied it too), or, when that is below the read floor, the safe
-// time (every timestamp from the last write up to the safe time reads the
-// same state), or the floor itself if the safe time is below it too (the
-// read then waits for it).
+// leader with nothing prepared (invariant 9): the highest timestamp the
+// leader has assigned or closed (Spanner's LastTS, taken over every write
+// it proposed, not only those applied), and the read waits until
+// everything proposed up to it is applied. A write still in its commit
+// wait or its Paxos round may already be shown by a follower (released),
+// and may sit below a commit another group acknowledged before this read
+// began; a read below it would be serialized before that commit though it
+// started after. Every write proposed after this pick gets a higher
+// timestamp than the true time of the pick, so the snapshot stays valid up
+// to a time after every commit that completed before the read. When the
+// pick is below the read floor, the safe time (every timestamp from the
+// pick up to the safe time reads the same state), or the floor itself if
+// the safe time is below it too (the read then waits for it).
 func (g *Group) singleStrongTS() tt.Timestamp {
-	last := g.r.ReleasedTS()
+	last := g.r.LastAssigned()
 	if g.cfg.Bugs.LastAppliedRead {
 		last = g.r.LastAppliedTS()
 	}
@@ -1247,9 +1253,9 @@ func (g *Group) singleStrongTS() tt.Timestamp {
 	return ts
 }
 
-// pickStrong chooses a strong read timestamp (invariant 9): the last
-// released write's timestamp at a single group's leader with nothing
-// prepared (singleStrongTS), else TT.now().latest.
+// pickStrong chooses a strong read timestamp (invariant 9): the leader's
+// last assigned timestamp at a single group's leader with nothing prepared
+// (singleStrongTS), else TT.now().latest.
 func (g *Group) pickStrong(single bool) (tt.Timestamp, error) {
 	if single && g.serving() && len(g.prepared) == 0 {
 		return g.singleStrongTS(), nil

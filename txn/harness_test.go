@@ -297,9 +297,17 @@ func (c *hCluster) process(r *hReplica) bool {
 			}
 		}
 		// One batch: writes, meta, apply state.
+		// Commit wait (invariant 6): a leader applies a commit-wait entry
+		// once its own clock says TT.after(ts); a follower once the leader
+		// released it, whatever its own clock says; anywhere only after
+		// true time passed ts.
+		leading := r.g.Replica().IsLeader()
 		for _, a := range rd.Committed {
-			if a.CommitWait && !a.Skipped && !iv.After(a.TS) && !c.opts.cfg.Bugs.NoCommitWait {
-				c.failf("%s applied commit-wait entry %d (ts %s) before TT.after(ts): earliest %s", r, a.Index, c.rel(a.TS), c.rel(iv.Earliest))
+			if !a.CommitWait || a.Skipped || c.opts.cfg.Bugs.NoCommitWait {
+				continue
+			}
+			if leading && !iv.After(a.TS) || a.TS >= c.now {
+				c.failf("%s applied commit-wait entry %d (ts %s) before TT.after(ts): earliest %s, true time %s", r, a.Index, c.rel(a.TS), c.rel(iv.Earliest), c.rel(c.now))
 			}
 		}
 		for _, w := range rd.Writes {

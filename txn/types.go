@@ -177,7 +177,7 @@ type Bugs struct {
 	NoCommitWait bool
 	// LastAppliedRead: a leader's single-group strong read picks the
 	// timestamp of the last entry it applied rather than the last it
-	// released, so a write a follower already shows can be missing.
+	// assigned, so a write a follower already shows can be missing.
 	LastAppliedRead bool
 }
 
