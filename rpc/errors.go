@@ -22,7 +22,7 @@ func statusError(err error, hint *meridianpb.LeaderHint) error {
 	}
 	var code codes.Code
 	switch {
-	case errors.Is(err, txn.ErrNotLeader), errors.Is(err, node.ErrStopped):
+	case errors.Is(err, txn.ErrNotLeader), errors.Is(err, node.ErrStopped), errors.Is(err, txn.ErrClock):
 		code = codes.Unavailable
 	case errors.Is(err, txn.ErrAborted):
 		code = codes.Aborted

@@ -1261,7 +1261,7 @@ func (g *Group) pickStrong(single bool) (tt.Timestamp, error) {
 		return g.singleStrongTS(), nil
 	}
 	if !paxosHealthy(g.now) {
-		return 0, fmt.Errorf("%w: clock unhealthy", ErrTimeout)
+		return 0, fmt.Errorf("%w: cannot pick a strong read timestamp at group %d", ErrClock, g.id)
 	}
 	return g.now.Latest, nil
 }
@@ -1301,7 +1301,12 @@ func (g *Group) strongTS(req Request) {
 func (g *Group) staleRead(req Request) {
 	safe := g.SafeTime()
 	min := req.MinTS
-	if req.MaxStaleness > 0 && paxosHealthy(g.now) {
+	if req.MaxStaleness > 0 {
+		if !paxosHealthy(g.now) {
+			// Without a clock the staleness cannot be bounded.
+			g.respond(Response{ID: req.ID, Err: fmt.Errorf("%w: cannot bound the staleness of a read at group %d", ErrClock, g.id)})
+			return
+		}
 		min = max(min, g.now.Latest.Add(-req.MaxStaleness))
 	}
 	ts := max(safe, min, g.readFloor)

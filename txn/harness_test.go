@@ -75,6 +75,8 @@ type hReplica struct {
 	pcfg   paxos.Config
 	down   bool
 	offset time.Duration
+	// unhealthy: its clock gives no interval (paxos.Unhealthy).
+	unhealthy bool
 
 	// What the runtime persisted.
 	hs    paxos.HardState
@@ -270,6 +272,9 @@ func (c *hCluster) group(gid uint64) *hGroup { return c.groups[gid-1] }
 func (c *hCluster) rep(gid uint64, id paxos.ReplicaID) *hReplica { return c.group(gid).reps[id-1] }
 
 func (c *hCluster) iv(r *hReplica) tt.Interval {
+	if r.unhealthy {
+		return paxos.Unhealthy
+	}
 	t := c.now.Add(r.offset)
 	return tt.Interval{Earliest: t.Add(-c.eps), Latest: t.Add(c.eps)}
 }

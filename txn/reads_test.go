@@ -318,3 +318,33 @@ func TestStrongReadWaitsForProposedWrites(t *testing.T) {
 		}
 	}
 }
+
+// A replica whose clock is unhealthy or fenced serves no read that takes
+// its timestamp or its staleness bound from the clock (ErrClock, which the
+// runtime answers Unavailable so the client goes elsewhere); a read at a
+// timestamp the client gives needs no clock and is served.
+func TestReadsNeedingTheClock(t *testing.T) {
+	c := newCluster(t, hOpts{})
+	s := c.wait(c.send(1, nil, commitReq(newMeta(1), part(1, false, "a/k=1"))), time.Second).resp.TS
+	c.advance(300 * time.Millisecond)
+	f := c.rep(1, 3)
+	f.unhealthy = true
+	for _, req := range []Request{
+		{Kind: ReqSnapshotRead, Key: []byte("a/k"), SingleGroup: true},
+		{Kind: ReqSnapshotRead, Key: []byte("a/k")},
+		{Kind: ReqStrongTS},
+		{Kind: ReqStaleRead, Key: []byte("a/k"), MaxStaleness: time.Second},
+	} {
+		if a := c.must(c.send(1, f, req)); !errors.Is(a.err, ErrClock) {
+			t.Errorf("request kind %d with MaxStaleness %s at a replica without a clock: %v %v, want ErrClock", req.Kind, req.MaxStaleness, a.kvs, a.err)
+		}
+	}
+	a := c.wait(c.send(1, f, Request{Kind: ReqSnapshotRead, Key: []byte("a/k"), TS: s}), time.Second)
+	if a.err != nil || len(a.kvs) != 1 || a.kvs[0].value != "1" {
+		t.Errorf("read at a given timestamp without a clock: %v %v", a.kvs, a.err)
+	}
+	a = c.wait(c.send(1, f, Request{Kind: ReqStaleRead, Key: []byte("a/k"), MinTS: s}), time.Second)
+	if a.err != nil || len(a.kvs) != 1 || a.kvs[0].value != "1" {
+		t.Errorf("read at a minimum timestamp without a clock: %v %v", a.kvs, a.err)
+	}
+}

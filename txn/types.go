@@ -104,7 +104,8 @@ func epochOf(round, replica uint64) uint64 { return round<<16 | replica&0xffff }
 // Errors. The runtime maps them to gRPC status codes: ErrAborted → Aborted
 // (the client retries the transaction), ErrNotLeader → Unavailable with a
 // hint, ErrBusy → ResourceExhausted, ErrTimeout → DeadlineExceeded,
-// ErrUnknownTxn → NotFound, ErrInvalid → InvalidArgument.
+// ErrUnknownTxn → NotFound, ErrInvalid → InvalidArgument, ErrClock →
+// Unavailable (another replica may serve).
 var (
 	ErrAborted    = errors.New("txn: aborted")
 	ErrNotLeader  = errors.New("txn: not the group's leader")
@@ -112,6 +113,10 @@ var (
 	ErrTimeout    = errors.New("txn: timed out")
 	ErrUnknownTxn = errors.New("txn: unknown transaction")
 	ErrInvalid    = errors.New("txn: invalid request")
+	// ErrClock: the replica's clock is unhealthy or fenced, and the
+	// request needs it (a strong or bounded-staleness read picks its
+	// timestamp from it).
+	ErrClock = errors.New("txn: clock unhealthy or fenced")
 	// ErrTooOld: a commit for a transaction drawn longer ago than its
 	// outcome is kept; if it was committed before, that can no longer be
 	// known, so it is not executed (FailedPrecondition).
