@@ -11,10 +11,6 @@ import (
 // 200 µs per second, Spanner's figure.
 const DefaultDriftBound = 200e-6
 
-// DefaultJumpConfirmations is how many consecutive mutually consistent
-// samples a server must send after a jump before the estimator follows it.
-const DefaultJumpConfirmations = 3
-
 // Sample is one measurement of true time against the local monotonic clock:
 // at the local reading Local, true time lay in [Mid-Err, Mid+Err].
 type Sample struct {
@@ -54,10 +50,6 @@ type EstimatorConfig struct {
 	// this long, the estimate is unhealthy. Samples older than this are
 	// dropped from the intersection.
 	SyncDeadline time.Duration
-	// JumpConfirmations is how many consecutive mutually consistent samples a
-	// server must deliver after a jump before its raw samples are trusted
-	// again. Default DefaultJumpConfirmations.
-	JumpConfirmations int
 }
 
 // ServerStatus is what the estimator knows of one server.
@@ -66,13 +58,14 @@ type ServerStatus struct {
 	// Last is the last accepted sample (zero if none).
 	Last      Sample
 	HasSample bool
-	// Effective is the interval in use for this server, extrapolated to the
-	// estimate's local reading; after a jump it is wider than Last.
+	// Effective is the server's last sample extrapolated to the estimate's
+	// local reading.
 	Effective Interval
 	// Excluded is true when the server's interval holds no point a majority
 	// agrees on (a falseticker) or its sample is too old.
 	Excluded bool
-	// Jumped is true while a jump awaits confirmation.
+	// Jumped is true when the server's last sample contradicted its
+	// previous one (extrapolated): the server stepped.
 	Jumped   bool
 	Accepted uint64
 	Rejected uint64
@@ -84,8 +77,17 @@ type ServerStatus struct {
 
 // Estimate is the estimator's answer at one local reading.
 type Estimate struct {
-	Local    time.Duration
+	Local time.Duration
+	// Interval is the clock's reading: what a majority of the servers say,
+	// intersected with the previous reading carried forward by the local
+	// oscillator (zero when Err is set).
 	Interval Interval
+	// Candidate is what a majority of the servers say now, on their own
+	// (zero without a majority). While the clock is fenced it is the time
+	// the clock would adopt if its peers confirmed it.
+	Candidate Interval
+	// Fence is set while the clock is fenced (Err then wraps ErrFenced).
+	Fence *Fence
 	// LastSync is the local reading of the newest sample among the agreeing
 	// servers.
 	LastSync time.Duration
@@ -94,31 +96,42 @@ type Estimate struct {
 	Servers []ServerStatus
 }
 
-// Jump describes a sample that contradicted the server's current interval.
+// Jump describes a sample that contradicted the server's previous sample
+// carried forward by the local oscillator: the server stepped (or the
+// oscillator did).
 type Jump struct {
 	Server   string
-	Previous Interval // the server's interval extrapolated to the sample
+	Previous Interval // the server's previous sample extrapolated to this one
 	Sample   Interval
-	Adopted  Interval // what the estimator uses instead: the hull
 }
 
 type serverState struct {
 	ServerStatus
-	effLocal time.Duration // local reading Effective refers to
-	eff      Interval
-	rawLocal time.Duration // local reading of the last raw sample
+	rawLocal time.Duration // local reading of the last sample
 	raw      Interval
-	confirms int
 }
 
 // Estimator turns samples into a TrueTime interval. It is deterministic:
 // the local monotonic reading comes in as an argument, so the same code runs
 // under the real NTP source and the simulator. It is not safe for
 // concurrent use.
+//
+// Consistency with the local oscillator (architecture invariant 2): between
+// two readings true time moves only as the monotonic clock moves, within
+// the drift bound. Every estimate is therefore intersected with the
+// previous one carried forward (the anchor); when the servers' majority
+// interval no longer meets it, the servers stepped together (or the
+// oscillator broke), and the estimator fences: it gives no interval until
+// Unfence, however well the servers agree with each other afterwards.
 type Estimator struct {
 	cfg     EstimatorConfig
 	servers []*serverState
 	index   map[string]int
+
+	anchored    bool
+	anchor      Interval // the last estimate, at local reading anchorLocal
+	anchorLocal time.Duration
+	fence       *Fence
 }
 
 // NewEstimator returns an estimator for the configured servers.
@@ -137,9 +150,6 @@ func NewEstimator(cfg EstimatorConfig) (*Estimator, error) {
 	}
 	if cfg.SyncDeadline <= 0 {
 		return nil, errors.New("tt: sync deadline must be positive")
-	}
-	if cfg.JumpConfirmations <= 0 {
-		cfg.JumpConfirmations = DefaultJumpConfirmations
 	}
 	e := &Estimator{cfg: cfg, index: make(map[string]int)}
 	for i, s := range cfg.Servers {
@@ -179,9 +189,10 @@ func Extrapolate(iv Interval, from, to time.Duration, drift float64) Interval {
 }
 
 // Observe feeds an accepted sample. It returns a non-nil *Jump when the
-// sample contradicted the server's current interval; the estimator then
-// uses the hull of the two (never the narrower sample) until the server
-// confirms its new time with JumpConfirmations consistent samples.
+// sample contradicted the server's previous one. The sample is used as it
+// is: a server that steps alone is out-voted by the majority (Marzullo),
+// and servers that step together move the majority, which Estimate then
+// finds inconsistent with the local oscillator.
 func (e *Estimator) Observe(s Sample) *Jump {
 	i, ok := e.index[s.Server]
 	if !ok {
@@ -192,33 +203,12 @@ func (e *Estimator) Observe(s Sample) *Jump {
 	st.LastError = ""
 	iv := s.Interval()
 	var jump *Jump
-	switch {
-	case !st.HasSample:
-		st.eff, st.effLocal = iv, s.Local
-	default:
-		prev := Extrapolate(st.eff, st.effLocal, s.Local, e.cfg.DriftBound)
-		prevRaw := Extrapolate(st.raw, st.rawLocal, s.Local, e.cfg.DriftBound)
-		switch {
-		case !iv.Overlaps(prev):
+	st.Jumped = false
+	if st.HasSample {
+		if prev := Extrapolate(st.raw, st.rawLocal, s.Local, e.cfg.DriftBound); !iv.Overlaps(prev) {
 			st.Jumps++
 			st.Jumped = true
-			st.confirms = 0
-			st.eff, st.effLocal = prev.Hull(iv), s.Local
-			jump = &Jump{Server: s.Server, Previous: prev, Sample: iv, Adopted: st.eff}
-		case st.Jumped:
-			if iv.Overlaps(prevRaw) {
-				st.confirms++
-			} else {
-				st.confirms = 0
-			}
-			if st.confirms >= e.cfg.JumpConfirmations {
-				st.Jumped = false
-				st.eff, st.effLocal = iv, s.Local
-			} else {
-				st.eff, st.effLocal = prev.Hull(iv), s.Local
-			}
-		default:
-			st.eff, st.effLocal = iv, s.Local
+			jump = &Jump{Server: s.Server, Previous: prev, Sample: iv}
 		}
 	}
 	st.raw, st.rawLocal = iv, s.Local
@@ -243,11 +233,51 @@ func (e *Estimator) Reject(server, reason string, err error) {
 	}
 }
 
-// Estimate computes the interval at local reading now from every server's
-// effective interval no older than SyncDeadline, intersected with Marzullo
-// at majority quorum.
+// Estimate computes the interval at local reading now: Marzullo's
+// intersection, at majority quorum, of every server's last sample no older
+// than SyncDeadline (the candidate), intersected with the previous estimate
+// carried forward to now. It then keeps the result as the new anchor, so
+// readings must come in local-time order; a candidate that does not meet
+// the carried-forward estimate fences the estimator (see Estimator).
 func (e *Estimator) Estimate(now time.Duration) Estimate {
 	est := Estimate{Local: now, Servers: make([]ServerStatus, len(e.servers))}
+	res, err := e.candidate(now, &est)
+	if err != nil {
+		est.Err = err
+		if e.fence != nil {
+			est.Err = e.fence.err()
+		}
+		est.Fence = e.fenceCopy()
+		return est
+	}
+	est.Candidate = res
+	if e.fence != nil {
+		est.Err, est.Fence = e.fence.err(), e.fenceCopy()
+		return est
+	}
+	if e.anchored {
+		ext := Extrapolate(e.anchor, e.anchorLocal, now, e.cfg.DriftBound)
+		if !res.Overlaps(ext) {
+			step := res.Mid().Sub(ext.Mid())
+			e.fence = &Fence{Kind: FenceStep, Local: now, Step: step,
+				Reason: fmt.Sprintf("time sources moved %s in %s, beyond what the local oscillator allows (drift bound %g): they now say %s, the clock carried forward says %s",
+					step, (now - e.anchorLocal).Round(time.Millisecond), e.cfg.DriftBound, res, ext)}
+			est.Err, est.Fence = e.fence.err(), e.fenceCopy()
+			return est
+		}
+		res = Interval{Earliest: max(res.Earliest, ext.Earliest), Latest: min(res.Latest, ext.Latest)}
+	}
+	e.anchored, e.anchor, e.anchorLocal = true, res, now
+	est.Interval = res
+	if eps := res.Epsilon(); eps > e.cfg.MaxEpsilon {
+		est.Err = fmt.Errorf("%w: ε %s exceeds the maximum %s", ErrUnhealthy, eps, e.cfg.MaxEpsilon)
+	}
+	return est
+}
+
+// candidate fills est's per-server status and LastSync and returns the
+// majority interval of the fresh samples at now.
+func (e *Estimator) candidate(now time.Duration, est *Estimate) (Interval, error) {
 	ivs := make([]Interval, 0, len(e.servers))
 	idx := make([]int, 0, len(e.servers))
 	for i, st := range e.servers {
@@ -257,7 +287,7 @@ func (e *Estimator) Estimate(now time.Duration) Estimate {
 		if !st.HasSample || now-st.rawLocal > e.cfg.SyncDeadline {
 			continue
 		}
-		iv := Extrapolate(st.eff, st.effLocal, now, e.cfg.DriftBound)
+		iv := Extrapolate(st.raw, st.rawLocal, now, e.cfg.DriftBound)
 		est.Servers[i].Effective = iv
 		ivs = append(ivs, iv)
 		idx = append(idx, i)
@@ -266,9 +296,8 @@ func (e *Estimator) Estimate(now time.Duration) Estimate {
 	excluded := make([]bool, len(ivs))
 	res, ok := Marzullo(ivs, q, excluded)
 	if !ok {
-		est.Err = fmt.Errorf("%w: no majority: need %d of %d servers to agree, %d have fresh samples",
+		return Interval{}, fmt.Errorf("%w: no majority: need %d of %d servers to agree, %d have fresh samples",
 			ErrUnhealthy, q, len(e.servers), len(ivs))
-		return est
 	}
 	for k, i := range idx {
 		est.Servers[i].Excluded = excluded[k]
@@ -276,11 +305,50 @@ func (e *Estimator) Estimate(now time.Duration) Estimate {
 			est.LastSync = e.servers[i].rawLocal
 		}
 	}
-	est.Interval = res
-	if eps := res.Epsilon(); eps > e.cfg.MaxEpsilon {
-		est.Err = fmt.Errorf("%w: ε %s exceeds the maximum %s", ErrUnhealthy, eps, e.cfg.MaxEpsilon)
+	return res, nil
+}
+
+// Fence makes the estimator give no interval until Unfence, for a reason
+// found outside it (its peers disagree with it, its time is not confirmed
+// yet, an operator). A fence already in place is kept.
+func (e *Estimator) Fence(kind FenceKind, reason string, now time.Duration) {
+	if e.fence == nil {
+		e.fence = &Fence{Kind: kind, Reason: reason, Local: now}
 	}
-	return est
+}
+
+// Fenced returns the fence in place, if any.
+func (e *Estimator) Fenced() (Fence, bool) {
+	if e.fence == nil {
+		return Fence{}, false
+	}
+	return *e.fence, true
+}
+
+// Unfence lifts the fence and re-anchors the clock at the servers' current
+// majority interval. It fails when the servers have no majority now. The
+// caller decides that the new time is safe to adopt (see Fence).
+func (e *Estimator) Unfence(now time.Duration) error {
+	if e.fence == nil {
+		return nil
+	}
+	var est Estimate
+	est.Servers = make([]ServerStatus, len(e.servers))
+	res, err := e.candidate(now, &est)
+	if err != nil {
+		return err
+	}
+	e.fence = nil
+	e.anchored, e.anchor, e.anchorLocal = true, res, now
+	return nil
+}
+
+func (e *Estimator) fenceCopy() *Fence {
+	if e.fence == nil {
+		return nil
+	}
+	f := *e.fence
+	return &f
 }
 
 func copyCounts(m map[string]uint64) map[string]uint64 {

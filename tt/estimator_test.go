@@ -54,7 +54,7 @@ func TestNewEstimatorValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := e.Config()
-	if c.DriftBound != DefaultDriftBound || c.JumpConfirmations != DefaultJumpConfirmations {
+	if c.DriftBound != DefaultDriftBound {
 		t.Errorf("defaults not filled: %+v", c)
 	}
 }
@@ -119,110 +119,155 @@ func TestExtrapolateBackwards(t *testing.T) {
 	}
 }
 
-func TestEstimatorJump(t *testing.T) {
-	e := newTestEstimator(t, EstimatorConfig{Servers: []string{"a"}, JumpConfirmations: 3})
-	const errb = time.Millisecond
-	jump := 50 * time.Millisecond
-	if j := e.Observe(sample("a", 0, base, errb)); j != nil {
-		t.Fatal("unexpected jump")
-	}
-	before := e.Estimate(time.Second)
-	// At local 1 s the server suddenly claims 50 ms more.
-	s := sample("a", time.Second, base.Add(time.Second+jump), errb)
-	j := e.Observe(s)
-	if j == nil {
-		t.Fatal("jump not reported")
-	}
-	if j.Server != "a" || j.Sample != s.Interval() || j.Previous != before.Interval {
-		t.Errorf("jump %+v; previous want %v, sample want %v", j, before.Interval, s.Interval())
-	}
-	if j.Adopted != j.Previous.Hull(j.Sample) {
-		t.Errorf("adopted %v, want the hull %v", j.Adopted, j.Previous.Hull(j.Sample))
-	}
-	est := e.Estimate(time.Second)
-	if est.Err != nil {
-		t.Fatal(est.Err)
-	}
-	// Never narrower than the previous interval: both the old and the new
-	// time stay inside.
-	if est.Interval != j.Adopted {
-		t.Errorf("estimate %v, want the adopted hull %v", est.Interval, j.Adopted)
-	}
-	if !est.Interval.Contains(before.Interval.Earliest) || !est.Interval.Contains(before.Interval.Latest) ||
-		!est.Interval.Contains(s.Interval().Earliest) || !est.Interval.Contains(s.Interval().Latest) {
-		t.Errorf("estimate %v does not cover previous %v and sample %v", est.Interval, before.Interval, s.Interval())
-	}
-	if est.Interval.Epsilon() < before.Interval.Epsilon() {
-		t.Errorf("ε shrank across a jump: %s < %s", est.Interval.Epsilon(), before.Interval.Epsilon())
-	}
-	st := est.Servers[0]
-	if !st.Jumped || st.Jumps != 1 || st.Accepted != 2 {
-		t.Errorf("status after jump %+v", st)
-	}
-	// JumpConfirmations consistent samples at the new time: the estimator
-	// keeps the hull for the first two and follows the server at the third.
-	for k := 1; k <= 3; k++ {
-		local := time.Duration(1+k) * time.Second
-		s := sample("a", local, base.Add(local+jump), errb)
-		if j := e.Observe(s); j != nil {
-			t.Fatalf("confirmation %d reported as a jump: %+v", k, j)
+// A step of the only server is a step of the clock's sources: the
+// estimator fences at once (architecture invariant 2) and gives no interval
+// however many consistent samples follow, until Unfence adopts the new
+// time.
+func TestEstimatorStepFences(t *testing.T) {
+	for _, step := range []time.Duration{50 * time.Millisecond, -50 * time.Millisecond, 200 * time.Millisecond, 5 * time.Second} {
+		e := newTestEstimator(t, EstimatorConfig{Servers: []string{"a"}})
+		const errb = time.Millisecond
+		e.Observe(sample("a", 0, base, errb))
+		before := e.Estimate(0)
+		if before.Err != nil {
+			t.Fatal(before.Err)
 		}
-		est := e.Estimate(local)
-		if k < 3 {
-			if !est.Servers[0].Jumped || !est.Interval.Contains(base.Add(local)) || est.Interval.Epsilon() < jump/2 {
-				t.Errorf("confirmation %d: followed the server too early: %v (jumped %v)", k, est.Interval, est.Servers[0].Jumped)
+		s := sample("a", time.Second, base.Add(time.Second+step), errb)
+		j := e.Observe(s)
+		if j == nil || j.Server != "a" || j.Sample != s.Interval() {
+			t.Fatalf("step %s: jump %+v, want one reported for the sample %v", step, j, s.Interval())
+		}
+		est := e.Estimate(time.Second)
+		if !errors.Is(est.Err, ErrFenced) || !errors.Is(est.Err, ErrUnhealthy) {
+			t.Fatalf("step %s: err %v, want ErrFenced", step, est.Err)
+		}
+		if est.Fence == nil || est.Fence.Kind != FenceStep || est.Fence.Step < step-2*errb || est.Fence.Step > step+2*errb {
+			t.Fatalf("step %s: fence %+v", step, est.Fence)
+		}
+		if est.Interval != (Interval{}) || est.Candidate != s.Interval() {
+			t.Errorf("step %s: interval %v candidate %v, want none and the sample", step, est.Interval, est.Candidate)
+		}
+		// The server keeps agreeing with itself at the new time: still
+		// fenced.
+		for k := 2; k <= 6; k++ {
+			local := time.Duration(k) * time.Second
+			if j := e.Observe(sample("a", local, base.Add(local+step), errb)); j != nil {
+				t.Fatalf("step %s: consistent sample %d reported as a jump", step, k)
 			}
-		} else {
-			if est.Servers[0].Jumped || est.Interval != s.Interval() {
-				t.Errorf("after %d confirmations: interval %v jumped %v, want the sample %v", k, est.Interval, est.Servers[0].Jumped, s.Interval())
+			if est := e.Estimate(local); !errors.Is(est.Err, ErrFenced) {
+				t.Fatalf("step %s: after %d consistent samples the fence lifted by itself: %v %v", step, k-1, est.Interval, est.Err)
 			}
 		}
-	}
-	if st := e.Estimate(4 * time.Second).Servers[0]; st.Jumps != 1 {
-		t.Errorf("jumps counted %d, want 1", st.Jumps)
+		if err := e.Unfence(6 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		est = e.Estimate(6 * time.Second)
+		want := sample("a", 6*time.Second, base.Add(6*time.Second+step), errb).Interval()
+		if est.Err != nil || est.Interval != want {
+			t.Errorf("step %s: after Unfence %v %v, want the servers' time %v", step, est.Interval, est.Err, want)
+		}
 	}
 }
 
-// A server that keeps wandering never confirms: the estimator keeps the hull.
-func TestEstimatorJumpUnconfirmed(t *testing.T) {
+// A source running away faster than the drift bound allows, in steps each
+// too small to contradict its previous sample, still fences: the estimate
+// is carried forward by the oscillator and intersected with every reading.
+func TestEstimatorRunawayFences(t *testing.T) {
 	e := newTestEstimator(t, EstimatorConfig{Servers: []string{"a"}})
 	const errb = time.Millisecond
-	e.Observe(sample("a", 0, base, errb))
-	e.Observe(sample("a", time.Second, base.Add(time.Second+20*time.Millisecond), errb)) // jump
-	// Alternate between +10 ms and +30 ms: each sample overlaps the hull but
-	// never the previous raw sample.
-	for k := 2; k < 10; k++ {
-		off := 10 * time.Millisecond
-		if k%2 == 1 {
-			off = 30 * time.Millisecond
-		}
+	fenced := -1
+	for k := 0; k < 10 && fenced < 0; k++ {
 		local := time.Duration(k) * time.Second
-		e.Observe(sample("a", local, base.Add(local+off), errb))
-		est := e.Estimate(local)
-		if !est.Servers[0].Jumped {
-			t.Fatalf("k=%d: wandering server confirmed", k)
+		// 2 ms per second: ten times the drift bound.
+		if j := e.Observe(sample("a", local, base.Add(local+time.Duration(k)*2*time.Millisecond), errb)); j != nil {
+			t.Fatalf("sample %d reported as a jump: %+v", k, j)
 		}
-		if !est.Interval.Contains(base.Add(local)) {
-			t.Fatalf("k=%d: interval %v lost the original time", k, est.Interval)
+		est := e.Estimate(local)
+		if errors.Is(est.Err, ErrFenced) {
+			fenced = k
+			continue
+		}
+		if est.Err != nil {
+			t.Fatal(est.Err)
+		}
+	}
+	if fenced < 0 || fenced > 3 {
+		t.Errorf("a source running at 10× the drift bound fenced at sample %d, want within 3", fenced)
+	}
+}
+
+// One server of three stepping is out-voted and fences nothing.
+func TestEstimatorLoneStepOutvoted(t *testing.T) {
+	e := newTestEstimator(t, EstimatorConfig{Servers: []string{"a", "b", "c"}})
+	const errb = time.Millisecond
+	for k := 0; k < 5; k++ {
+		local := time.Duration(k) * time.Second
+		off := time.Duration(0)
+		if k >= 2 {
+			off = 200 * time.Millisecond
+		}
+		e.Observe(sample("a", local, base.Add(local+off), errb))
+		e.Observe(sample("b", local, base.Add(local), errb))
+		e.Observe(sample("c", local, base.Add(local+100*time.Microsecond), errb))
+		est := e.Estimate(local)
+		if est.Err != nil || !est.Interval.Contains(base.Add(local)) {
+			t.Fatalf("k=%d: %v %v", k, est.Interval, est.Err)
+		}
+		if k >= 2 && !est.Servers[0].Excluded {
+			t.Errorf("k=%d: the stepped server is not excluded", k)
 		}
 	}
 }
 
-// A transient glitch that returns to the old time stays covered.
-func TestEstimatorJumpAndBack(t *testing.T) {
-	e := newTestEstimator(t, EstimatorConfig{Servers: []string{"a"}})
+// Sources lost for a while and back: the carried-forward estimate has
+// widened by the drift bound meanwhile, so the same time is accepted; a
+// time 200 ms away is not.
+func TestEstimatorSourcesBackAfterLoss(t *testing.T) {
+	for _, back := range []time.Duration{0, 3 * time.Millisecond, 200 * time.Millisecond} {
+		e := newTestEstimator(t, EstimatorConfig{Servers: []string{"a"}, SyncDeadline: 10 * time.Second})
+		const errb = time.Millisecond
+		e.Observe(sample("a", 0, base, errb))
+		e.Estimate(0)
+		if est := e.Estimate(30 * time.Second); est.Err == nil {
+			t.Fatalf("no sample for 30 s with a 10 s deadline: healthy %v", est.Interval)
+		}
+		local := 30 * time.Second
+		e.Observe(sample("a", local, base.Add(local+back), errb))
+		est := e.Estimate(local)
+		// 30 s at 200 µs/s widens each side by 6 ms: a 3 ms difference is
+		// within it, 200 ms is a step.
+		if wantFence := back > 10*time.Millisecond; errors.Is(est.Err, ErrFenced) != wantFence {
+			t.Errorf("back %s after 30 s: err %v, want fenced %v", back, est.Err, wantFence)
+		}
+	}
+}
+
+// A fence from outside (peers, an operator) holds until Unfence, which
+// needs a majority of the servers.
+func TestEstimatorExternalFence(t *testing.T) {
+	e := newTestEstimator(t, EstimatorConfig{Servers: []string{"a", "b", "c"}})
 	const errb = time.Millisecond
-	e.Observe(sample("a", 0, base, errb))
-	if j := e.Observe(sample("a", time.Second, base.Add(time.Second+time.Second), errb)); j == nil {
-		t.Fatal("jump not reported")
+	for _, srv := range []string{"a", "b", "c"} {
+		e.Observe(sample(srv, 0, base, errb))
 	}
-	e.Observe(sample("a", 2*time.Second, base.Add(2*time.Second), errb))
-	est := e.Estimate(2 * time.Second)
-	if !est.Interval.Contains(base.Add(2*time.Second)) || !est.Interval.Contains(base.Add(3*time.Second)) {
-		t.Errorf("after jump and back %v does not cover both times", est.Interval)
+	e.Fence(FencePeers, "two peers disagree", time.Second)
+	e.Fence(FenceOperator, "ignored: a fence is in place", time.Second)
+	est := e.Estimate(time.Second)
+	if !errors.Is(est.Err, ErrFenced) || est.Fence == nil || est.Fence.Kind != FencePeers || !strings.Contains(est.Err.Error(), "two peers disagree") {
+		t.Fatalf("fenced estimate: %v %+v", est.Err, est.Fence)
 	}
-	if est.Servers[0].Jumps != 1 {
-		t.Errorf("jumps %d, want 1", est.Servers[0].Jumps)
+	if f, ok := e.Fenced(); !ok || f.Local != time.Second {
+		t.Errorf("Fenced: %+v %v", f, ok)
+	}
+	// No majority at 2 minutes (the samples are stale): Unfence refuses.
+	if err := e.Unfence(2 * time.Minute); !errors.Is(err, ErrUnhealthy) {
+		t.Errorf("Unfence with stale samples: %v", err)
+	}
+	if err := e.Unfence(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if est := e.Estimate(2 * time.Second); est.Err != nil || !est.Interval.Contains(base.Add(2*time.Second)) {
+		t.Errorf("after Unfence: %v %v", est.Interval, est.Err)
 	}
 }
 

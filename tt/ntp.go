@@ -91,6 +91,10 @@ type published struct {
 	iv       Interval
 	lastSync time.Duration
 	err      error
+	// cand is the sources' majority interval at local (candOK false when
+	// they have none): what Candidate extrapolates.
+	cand   Interval
+	candOK bool
 }
 
 var (
@@ -213,14 +217,19 @@ func (c *NTP) Sync(ctx context.Context) error {
 			continue
 		}
 		if j := c.est.Observe(s); j != nil {
-			c.cfg.Logger.Warn("ntp server jumped: sample contradicts its interval; using the hull until confirmed",
-				"server", j.Server, "previous", j.Previous.String(), "sample", j.Sample.String(), "adopted", j.Adopted.String())
+			c.cfg.Logger.Warn("ntp server stepped: its sample contradicts its previous one carried forward",
+				"server", j.Server, "previous", j.Previous.String(), "sample", j.Sample.String())
 		}
 	}
+	_, wasFenced := c.est.Fenced()
 	now := c.local()
 	est := c.est.Estimate(now)
 	prev := c.last
 	c.last = est
+	if est.Fence != nil && !wasFenced {
+		c.cfg.Logger.Error("clock fenced: no leases, votes, timestamps or clock-dependent reads until its time is confirmed again",
+			"kind", est.Fence.Kind.String(), "reason", est.Fence.Reason)
+	}
 	for i, s := range est.Servers {
 		if s.Excluded && s.HasSample && (len(prev.Servers) <= i || !prev.Servers[i].Excluded) {
 			c.cfg.Logger.Warn("ntp server excluded as a falseticker or stale", "server", s.Server)
@@ -233,12 +242,82 @@ func (c *NTP) Sync(ctx context.Context) error {
 			c.cfg.Logger.Info("clock healthy", "epsilon", est.Interval.Epsilon())
 		}
 	}
+	c.publish(est)
+	return est.Err
+}
+
+// publish makes est what Now and Candidate read. Callers hold mu.
+func (c *NTP) publish(est Estimate) {
 	select {
 	case <-c.stop:
 		c.pub.Store(&published{err: errClockClosed})
 	default:
-		c.pub.Store(&published{local: est.Local, iv: est.Interval, lastSync: est.LastSync, err: est.Err})
+		c.pub.Store(&published{local: est.Local, iv: est.Interval, lastSync: est.LastSync, err: est.Err,
+			cand: est.Candidate, candOK: est.Candidate.Latest != 0})
 	}
+}
+
+// Candidate returns the interval the servers' majority gives now, fenced or
+// not (see Fencer).
+func (c *NTP) Candidate() (Interval, error) {
+	p := c.pub.Load()
+	if !p.candOK {
+		if p.err != nil {
+			return Interval{}, p.err
+		}
+		return Interval{}, errNoCandidate
+	}
+	now := c.local()
+	if now-p.lastSync > c.cfg.SyncDeadline {
+		return Interval{}, errSyncTooOld
+	}
+	return Extrapolate(p.cand, p.local, now, c.cfg.DriftBound), nil
+}
+
+// Fence fences the clock for a reason found outside it (see Fencer).
+func (c *NTP) Fence(kind FenceKind, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.est.Fenced(); ok {
+		return
+	}
+	c.est.Fence(kind, reason, c.local())
+	c.cfg.Logger.Error("clock fenced: no leases, votes, timestamps or clock-dependent reads until its time is confirmed again",
+		"kind", kind.String(), "reason", reason)
+	est := c.est.Estimate(c.local())
+	c.last = est
+	c.publish(est)
+}
+
+// Fenced returns the fence in place, if any.
+func (c *NTP) Fenced() (FenceInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.est.Fenced()
+	if !ok {
+		return FenceInfo{}, false
+	}
+	return FenceInfo{Kind: f.Kind, Reason: f.Reason, Since: c.origin.Add(f.Local), Step: f.Step}, true
+}
+
+// Unfence lifts the fence and adopts the servers' current majority
+// interval (see Fencer).
+func (c *NTP) Unfence() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.est.Fenced()
+	if !ok {
+		return nil
+	}
+	now := c.local()
+	if err := c.est.Unfence(now); err != nil {
+		return err
+	}
+	est := c.est.Estimate(now)
+	c.last = est
+	c.publish(est)
+	c.cfg.Logger.Warn("clock unfenced: adopting the time its sources give", "was", f.Kind.String(),
+		"fenced_for", (now - f.Local).Round(time.Millisecond), "interval", est.Interval.String())
 	return est.Err
 }
 

@@ -298,73 +298,104 @@ func TestNTPServerLossAll(t *testing.T) {
 	checkContainsNow(t, c, 0)
 }
 
-func TestNTPJumpSingleServer(t *testing.T) {
+// A server stepping alone is a step of the clock's only source: the clock
+// fences, stays fenced while the server keeps its new time, and follows it
+// only once Unfence adopts it.
+func TestNTPStepSingleServerFences(t *testing.T) {
 	t.Parallel()
 	srvs, addrs := fakes(t, 1)
 	c, logs := newTestNTP(t, NTPConfig{Servers: addrs})
 	if err := c.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	const jump = 40 * time.Millisecond
-	srvs[0].Set(func(b *ntptest.Behavior) { b.Offset = jump })
-	if err := c.Sync(context.Background()); err != nil {
-		t.Fatalf("jump within max ε: %v", err)
+	const step = 40 * time.Millisecond
+	srvs[0].Set(func(b *ntptest.Behavior) { b.Offset = step })
+	if err := c.Sync(context.Background()); !errors.Is(err, ErrFenced) {
+		t.Fatalf("step of %s: Sync %v, want ErrFenced", step, err)
+	}
+	if err := checkUnhealthy(t, c); !errors.Is(err, ErrFenced) {
+		t.Errorf("Now after a step: %v, want ErrFenced", err)
 	}
 	st := serverStatus(t, c, addrs[0])
 	if st.Jumps != 1 || !st.Jumped {
-		t.Errorf("status after jump %+v", st)
+		t.Errorf("status after the step %+v", st)
 	}
-	if logs.Count(`msg="ntp server jumped`) != 1 {
-		t.Errorf("jump not logged once")
+	f, ok := c.Fenced()
+	if !ok || f.Kind != FenceStep || f.Step < step-5*time.Millisecond || f.Step > step+5*time.Millisecond || time.Since(f.Since) > time.Minute {
+		t.Errorf("fence %+v %v", f, ok)
 	}
-	// ε covers both the old time and the server's new one.
-	iv := checkContainsNow(t, c, 0)
-	checkContainsNow(t, c, jump)
-	if iv.Epsilon() < jump/2 {
-		t.Errorf("ε %s narrower than half the jump", iv.Epsilon())
+	if logs.Count(`msg="ntp server stepped`) != 1 || logs.Count(`msg="clock fenced`) != 1 {
+		t.Errorf("step and fence not logged once each")
 	}
-	// After JumpConfirmations consistent samples the clock follows the
-	// server.
-	for i := 0; i < DefaultJumpConfirmations; i++ {
+	// The server agrees with itself from now on: the clock stays fenced.
+	for i := 0; i < 4; i++ {
+		if err := c.Sync(context.Background()); !errors.Is(err, ErrFenced) {
+			t.Fatalf("consistent sample %d after the step: %v, want still fenced", i+1, err)
+		}
+	}
+	cand, err := c.Candidate()
+	if err != nil || !cand.Contains(FromTime(time.Now()).Add(step)) {
+		t.Errorf("candidate %v %v, want the server's new time", cand, err)
+	}
+	if err := c.Unfence(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Fenced(); ok {
+		t.Error("still fenced after Unfence")
+	}
+	checkContainsNow(t, c, step)
+	if err := c.Sync(context.Background()); err != nil {
+		t.Fatalf("after Unfence: %v", err)
+	}
+}
+
+// Every server stepping together, by a little (50 ms) or by more than the
+// maximum ε (150 ms, 200 ms, 5 s), forward or back, fences the clock: the
+// servers agree with each other, the oscillator does not agree with them.
+func TestNTPAllServersStepFences(t *testing.T) {
+	t.Parallel()
+	for _, step := range []time.Duration{50 * time.Millisecond, -50 * time.Millisecond, 150 * time.Millisecond, -150 * time.Millisecond,
+		200 * time.Millisecond, -200 * time.Millisecond, 5 * time.Second, -5 * time.Second} {
+		srvs, addrs := fakes(t, 3)
+		c, _ := newTestNTP(t, NTPConfig{Servers: addrs})
 		if err := c.Sync(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-	}
-	st = serverStatus(t, c, addrs[0])
-	if st.Jumped || st.Jumps != 1 {
-		t.Errorf("status after confirmation %+v", st)
-	}
-	iv = checkContainsNow(t, c, jump)
-	if iv.Epsilon() > jump/4 || iv.Contains(FromTime(time.Now())) {
-		t.Errorf("after confirmation %v (ε %s) should follow the server alone", iv, iv.Epsilon())
+		for _, srv := range srvs {
+			srv.Set(func(b *ntptest.Behavior) { b.Offset = step })
+		}
+		for i := 0; i < 4; i++ {
+			if err := c.Sync(context.Background()); !errors.Is(err, ErrFenced) {
+				t.Fatalf("step %s, round %d: %v, want ErrFenced", step, i, err)
+			}
+		}
+		checkUnhealthy(t, c)
 	}
 }
 
-// With a jump larger than max ε allows, the clock is unavailable, never
-// wrong: it refuses to answer rather than pick one of the two times.
-func TestNTPJumpBeyondMaxEpsilon(t *testing.T) {
+// A strobe (the servers alternating between two times) fences at its
+// first swing.
+func TestNTPStrobeFences(t *testing.T) {
 	t.Parallel()
-	srvs, addrs := fakes(t, 1)
-	c, _ := newTestNTP(t, NTPConfig{Servers: addrs, MaxEpsilon: 10 * time.Millisecond})
+	srvs, addrs := fakes(t, 3)
+	c, _ := newTestNTP(t, NTPConfig{Servers: addrs})
 	if err := c.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srvs[0].Set(func(b *ntptest.Behavior) { b.Offset = 40 * time.Millisecond })
-	if err := c.Sync(context.Background()); !errors.Is(err, ErrUnhealthy) {
-		t.Fatalf("jump of 40ms with max ε 10ms: Sync err %v, want ErrUnhealthy", err)
+	for i := 1; i <= 4; i++ {
+		off := time.Duration(i%2) * 200 * time.Millisecond
+		for _, srv := range srvs {
+			srv.Set(func(b *ntptest.Behavior) { b.Offset = off })
+		}
+		if err := c.Sync(context.Background()); !errors.Is(err, ErrFenced) {
+			t.Fatalf("swing %d: %v, want ErrFenced", i, err)
+		}
 	}
-	checkUnhealthy(t, c)
-	if st := serverStatus(t, c, addrs[0]); st.Jumps != 1 || st.Accepted != 2 {
-		t.Errorf("status %+v", st)
-	}
-	// Confirmed: the clock follows the server and is healthy again.
-	for i := 0; i < DefaultJumpConfirmations; i++ {
-		_ = c.Sync(context.Background())
-	}
-	checkContainsNow(t, c, 40*time.Millisecond)
 }
 
-func TestNTPJumpThreeServers(t *testing.T) {
+// One server of three stepping by a second is out-voted: it is excluded
+// and the clock neither widens nor fences.
+func TestNTPStepOneOfThree(t *testing.T) {
 	t.Parallel()
 	srvs, addrs := fakes(t, 3)
 	c, _ := newTestNTP(t, NTPConfig{Servers: addrs})
@@ -372,26 +403,50 @@ func TestNTPJumpThreeServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	srvs[0].Set(func(b *ntptest.Behavior) { b.Offset = time.Second })
-	// The jumper's hull still covers the agreed time, so it is not excluded
-	// at once, but it cannot widen the interval; once its jump is confirmed
-	// it stands alone and is excluded.
-	for round := 0; round <= DefaultJumpConfirmations; round++ {
+	for round := 0; round < 4; round++ {
 		if err := c.Sync(context.Background()); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		iv := checkContainsNow(t, c, 0)
 		if iv.Epsilon() > 100*time.Millisecond {
-			t.Errorf("round %d: ε %s: the jumper (1 s off) widened the interval", round, iv.Epsilon())
+			t.Errorf("round %d: ε %s: the stepped server (1 s off) widened the interval", round, iv.Epsilon())
 		}
 	}
 	st := serverStatus(t, c, addrs[0])
-	if st.Jumps != 1 || st.Jumped || !st.Excluded {
-		t.Errorf("jumper status %+v, want excluded after confirming its jump", st)
+	if st.Jumps != 1 || !st.Excluded {
+		t.Errorf("stepped server's status %+v, want excluded", st)
 	}
 	for _, a := range addrs[1:] {
 		if serverStatus(t, c, a).Excluded {
 			t.Errorf("truthful %s excluded", a)
 		}
+	}
+}
+
+// An outside fence (peers, an operator) holds until Unfence.
+func TestNTPExternalFence(t *testing.T) {
+	t.Parallel()
+	_, addrs := fakes(t, 3)
+	c, logs := newTestNTP(t, NTPConfig{Servers: addrs})
+	if err := c.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.Fence(FencePeers, "disagrees with 2 of 2 peers")
+	if err := checkUnhealthy(t, c); !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "disagrees with 2 of 2 peers") {
+		t.Errorf("Now after Fence: %v", err)
+	}
+	if err := c.Sync(context.Background()); !errors.Is(err, ErrFenced) {
+		t.Errorf("Sync while fenced: %v", err)
+	}
+	if _, err := c.Candidate(); err != nil {
+		t.Errorf("Candidate while fenced: %v", err)
+	}
+	if err := c.Unfence(); err != nil {
+		t.Fatal(err)
+	}
+	checkContainsNow(t, c, 0)
+	if logs.Count(`msg="clock fenced`) != 1 || logs.Count(`msg="clock unfenced`) != 1 {
+		t.Errorf("fence and unfence not logged once each")
 	}
 }
 

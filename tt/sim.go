@@ -47,7 +47,6 @@ type Sim struct {
 	origin   Timestamp // true time at which the local oscillator read zero
 	est      *Estimator
 	nextSync Timestamp
-	syncIdx  uint64
 	lost     bool
 	resync   bool
 	pub      published
@@ -107,28 +106,48 @@ func (c *Sim) noise(k uint64) float64 {
 	return float64(x>>11)/float64(1<<52) - 1
 }
 
-// sync takes the samples due up to true time t. Only the latest due sample
-// matters, so at most one is taken per call.
+// sync takes, in order, every sample due up to true time t. Each sample
+// moves the estimator's anchor, so every one is taken whenever Now is
+// called: the answers never depend on how often it is.
 func (c *Sim) sync(t Timestamp) {
-	if t < c.nextSync && !(c.resync && !c.lost) {
-		return
-	}
-	base := c.origin.Add(c.cfg.SyncPhase - c.cfg.SyncInterval)
-	k := uint64(t-base) / uint64(c.cfg.SyncInterval)
-	at := base + Timestamp(k)*Timestamp(c.cfg.SyncInterval)
-	if at < c.origin {
-		at = c.origin // the first sample, taken when the clock starts
-	}
 	if c.resync && !c.lost {
-		// An off-schedule sample right now; noise from a distinct stream.
+		// The master is back: the samples scheduled while it was lost are
+		// gone, and one is taken now, off schedule, as an NTP client
+		// retrying an unreachable server would (noise from a distinct
+		// stream).
 		c.resync = false
-		at = t
-		k = k<<20 | uint64(t-c.origin)%(1<<20) | 1<<63
+		for c.nextSync <= t {
+			c.nextSync = c.after(c.nextSync)
+		}
+		c.sample(t, c.index(t)<<20|uint64(t-c.origin)%(1<<20)|1<<63)
 	}
-	c.nextSync = base + Timestamp(uint64(t-base)/uint64(c.cfg.SyncInterval)+1)*Timestamp(c.cfg.SyncInterval)
-	if c.lost {
-		return
+	for c.nextSync <= t {
+		at := c.nextSync
+		c.nextSync = c.after(at)
+		if !c.lost {
+			c.sample(at, c.index(at))
+		}
 	}
+}
+
+// schedule returns the true time of sample 0: samples are taken at
+// schedule + k × SyncInterval (k ≥ 1), and once at the clock's origin.
+func (c *Sim) schedule() Timestamp {
+	return c.origin.Add(c.cfg.SyncPhase - c.cfg.SyncInterval)
+}
+
+// index returns the number of the last scheduled sample at or before at.
+func (c *Sim) index(at Timestamp) uint64 {
+	return uint64(at-c.schedule()) / uint64(c.cfg.SyncInterval)
+}
+
+// after returns the first scheduled sample time after at.
+func (c *Sim) after(at Timestamp) Timestamp {
+	return c.schedule() + Timestamp(c.index(at)+1)*Timestamp(c.cfg.SyncInterval)
+}
+
+// sample feeds the estimator the master's answer at true time at.
+func (c *Sim) sample(at Timestamp, k uint64) {
 	jitter := c.cfg.SampleErr - absDur(c.cfg.Bias)
 	if jitter < 0 {
 		jitter = 0

@@ -292,25 +292,21 @@ func TestSimSetBias(t *testing.T) {
 	if iv, err := c.Now(); err != nil || !iv.Contains(now) {
 		t.Fatalf("%v %v", iv, err)
 	}
-	// A lie beyond ε: the next sample's interval misses true time by 4 ms;
-	// the estimator sees a jump and adopts the hull, which still covers it.
-	c.SetBias(5 * time.Millisecond)
+	// A bias within the sample error moves nothing the interval misses.
+	c.SetBias(500 * time.Microsecond)
 	now = now.Add(time.Second)
-	iv, err := c.Now()
-	if err != nil {
-		t.Fatal(err)
+	if iv, err := c.Now(); err != nil || !iv.Contains(now) {
+		t.Fatalf("bias within ε: %v %v", iv, err)
 	}
-	if !iv.Contains(now) {
-		t.Errorf("first lying sample: %v misses %d though the hull should cover it", iv, now)
-	}
-	// Once the lie is confirmed the clock follows it and is wrong: the fault
-	// is beyond the assumptions, which is what the negative control shows.
-	for i := 0; i < DefaultJumpConfirmations; i++ {
+	// A lie beyond ε: the next sample misses true time by 4 ms and
+	// contradicts the oscillator: the clock fences rather than follow it,
+	// and stays fenced while the lie goes on.
+	c.SetBias(5 * time.Millisecond)
+	for i := 0; i < 4; i++ {
 		now = now.Add(time.Second)
-		iv, err = c.Now()
-	}
-	if err != nil || iv.Contains(now) {
-		t.Errorf("after the lie is confirmed: %v %v, want an interval missing true time", iv, err)
+		if iv, err := c.Now(); !errors.Is(err, ErrFenced) {
+			t.Fatalf("lying sample %d: %v %v, want ErrFenced", i, iv, err)
+		}
 	}
 }
 
