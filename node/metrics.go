@@ -17,6 +17,11 @@ type Metrics struct {
 	Requests      *prometheus.CounterVec // by kind and outcome
 	GCRemoved     prometheus.Counter
 	GCHorizon     prometheus.Gauge
+	// The clock guard (ClockGuard).
+	ClockFenced           prometheus.Gauge
+	ClockFences           *prometheus.CounterVec // by kind
+	ClockPeersAgreeing    prometheus.Gauge
+	ClockPeersDisagreeing prometheus.Gauge
 }
 
 // NewMetrics registers the collectors on reg.
@@ -45,8 +50,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "MVCC versions removed by version garbage collection."}),
 		GCHorizon: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meridian_gc_horizon_seconds",
 			Help: "The GC horizon of the last collection (Unix seconds): reads below it are refused."}),
+		ClockFenced: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meridian_clock_fenced",
+			Help: "1 while the node's clock is fenced (a step of its sources, a disagreement with its peers, not yet confirmed, or an operator): the node neither leads, votes nor picks timestamps."}),
+		ClockFences: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meridian_clock_fences_total",
+			Help: "Times the node's clock was fenced, by kind (step, peers, operator)."}, []string{"kind"}),
+		ClockPeersAgreeing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meridian_clock_peers_agreeing",
+			Help: "Peers whose last fresh interval met this node's over the exchange's round trip."}),
+		ClockPeersDisagreeing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meridian_clock_peers_disagreeing",
+			Help: "Peers whose last fresh interval did not meet this node's over the exchange's round trip."}),
 	}
 	reg.MustRegister(m.CommitLatency, m.CommitWait, m.Epsilon, m.LeaderChanges, m.PaxosBatch, m.Aborts, m.Fsyncs, m.Requests,
-		m.GCRemoved, m.GCHorizon)
+		m.GCRemoved, m.GCHorizon, m.ClockFenced, m.ClockFences, m.ClockPeersAgreeing, m.ClockPeersDisagreeing)
 	return m
 }

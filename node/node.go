@@ -34,6 +34,10 @@ type Config struct {
 	// collected (default DefaultGCInterval; negative: never, for tests
 	// that collect by calling CollectVersions).
 	GCInterval time.Duration
+	// Members returns the cluster's nodes, this one included, for the
+	// clock guard (default: the placement's nodes, or this node alone
+	// before it has one).
+	Members func() []NodeID
 }
 
 // Node hosts replicas of many groups on one Pebble engine and routes
@@ -46,6 +50,7 @@ type Node struct {
 	tr     Transport
 	log    *slog.Logger
 	met    *Metrics
+	guard  *ClockGuard
 
 	retention time.Duration
 	gcMu      sync.Mutex         // one CollectVersions at a time
@@ -121,6 +126,12 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{id: cfg.ID, region: cfg.Region, eng: cfg.Engine, clock: cfg.Clock, tr: cfg.Transport, met: cfg.Metrics,
 		log: cfg.Logger.With("node", cfg.ID), groups: map[uint64]*Group{}, leaders: map[uint64]NodeID{},
 		retention: cfg.VersionRetention, stopGC: func() {}}
+	members := cfg.Members
+	if members == nil {
+		members = n.placementMembers
+	}
+	n.guard = NewClockGuard(ClockGuardConfig{Self: cfg.ID, Clock: cfg.Clock, Members: members, Hold: n.clockHold,
+		Logger: n.log, Metrics: cfg.Metrics})
 	if cfg.GCInterval > 0 {
 		var ctx context.Context
 		ctx, n.stopGC = context.WithCancel(context.Background())
@@ -141,6 +152,44 @@ func (n *Node) Engine() *kv.Engine { return n.eng }
 
 // Clock returns the node's interval clock.
 func (n *Node) Clock() tt.Clock { return n.clock }
+
+// ClockGuard returns the guard that cross-checks the node's clock with its
+// peers' (the transport feeds it).
+func (n *Node) ClockGuard() *ClockGuard { return n.guard }
+
+// placementMembers returns the placement's nodes (this node alone before
+// it has one).
+func (n *Node) placementMembers() []NodeID {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.placement == nil {
+		return []NodeID{n.id}
+	}
+	ids := make([]NodeID, 0, len(n.placement.Nodes))
+	for _, x := range n.placement.Nodes {
+		ids = append(ids, x.ID)
+	}
+	return ids
+}
+
+// clockHoldMargin is added to the lease for the hold of a fenced clock:
+// drift over a lease (200 µs/s × 10 s = 2 ms) and message delays are far
+// below it.
+const clockHoldMargin = time.Second
+
+// clockHold is how long a fenced clock stays fenced at least: the
+// cluster's lease (the default lease before a placement) plus a margin.
+// Every lease vote, lease and timestamp the node issued lay within a lease
+// of being issued.
+func (n *Node) clockHold() time.Duration {
+	lease := 10 * time.Second
+	n.mu.RLock()
+	if n.placement != nil && n.placement.Lease > 0 {
+		lease = n.placement.Lease
+	}
+	n.mu.RUnlock()
+	return lease + clockHoldMargin
+}
 
 // Draining reports whether the node is shutting down.
 func (n *Node) Draining() bool {

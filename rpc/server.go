@@ -78,6 +78,7 @@ type Server struct {
 	log    *slog.Logger
 	health *health.Server
 	met    *node.Metrics
+	guard  *node.ClockGuard
 	// workers run Batch calls (see workers).
 	workers *workers
 
@@ -106,11 +107,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.met = node.NewMetrics(s.cfg.Registry)
 	s.health = health.NewServer()
 	n, err := node.New(node.Config{ID: cfg.Self.ID, Region: cfg.Self.Region, Engine: cfg.Engine, Clock: cfg.Clock,
-		Transport: s.peers, Logger: cfg.Logger, Metrics: s.met, VersionRetention: cfg.VersionRetention, GCInterval: cfg.GCInterval})
+		Transport: s.peers, Logger: cfg.Logger, Metrics: s.met, VersionRetention: cfg.VersionRetention, GCInterval: cfg.GCInterval,
+		Members: s.members})
 	if err != nil {
 		return nil, err
 	}
 	s.node = n
+	s.guard = n.ClockGuard()
 	s.peers.SetReceiver(n)
 	p, ok, err := node.LoadPlacement(cfg.Engine)
 	if err == nil && ok {
@@ -251,7 +254,9 @@ func (s *Server) install(p node.Placement) error {
 // addresses, learn every node they know and the placement, and keep doing
 // it so later nodes and address changes spread.
 func (s *Server) Start() {
+	s.guard.Start()
 	go s.watchHealth()
+	go s.watchClock()
 	go func() {
 		wait := 200 * time.Millisecond
 		for {
@@ -407,12 +412,15 @@ func (s *Server) replyError(g *node.Group, rep node.Reply, err error) error {
 		return nil
 	}
 	var h *meridianpb.LeaderHint
-	if errors.Is(err, txn.ErrNotLeader) || errors.Is(err, node.ErrStopped) {
-		h = s.hint(g.ID())
-		if rep.Hint != 0 {
-			if n, ok := g.Config().Nodes[rep.Hint]; ok {
-				h.Node, h.Addr = uint64(n), s.addrOf(n)
-			}
+	switch {
+	case errors.Is(err, node.ErrStopped):
+		h = s.hint(g.ID()) // this replica is gone: any guess beats none
+	case errors.Is(err, txn.ErrNotLeader):
+		// The leader the replica knows of, if any: a replica that knows
+		// none (a leader whose lease lapsed among them) sends the client
+		// nowhere, rather than back to itself or to a guess.
+		if n, ok := g.Config().Nodes[rep.Hint]; ok && rep.Hint != 0 && n != s.cfg.Self.ID {
+			h = &meridianpb.LeaderHint{Group: g.ID(), Node: uint64(n), Addr: s.addrOf(n)}
 		}
 	}
 	return statusError(err, h)
@@ -825,16 +833,7 @@ func (s *Server) push(ctx context.Context, addr string, pb *meridianpb.Placement
 // Status reports the node, its clock and its replicas.
 func (s *Server) Status(ctx context.Context, _ *meridianpb.StatusRequest) (*meridianpb.StatusResponse, error) {
 	resp := &meridianpb.StatusResponse{Node: nodeToPB(s.cfg.Self), Initialized: s.Initialized(), Draining: s.node.Draining()}
-	cs := &meridianpb.ClockStatus{}
-	if d, ok := s.cfg.Clock.(tt.Describer); ok {
-		cs.Source = d.Describe()
-	}
-	if iv, err := s.cfg.Clock.Now(); err != nil {
-		cs.Error = err.Error()
-	} else {
-		cs.Healthy, cs.EarliestNs, cs.LatestNs, cs.EpsilonNs = true, int64(iv.Earliest), int64(iv.Latest), int64(iv.Epsilon())
-	}
-	resp.Clock = cs
+	resp.Clock = s.clockStatus()
 	for _, g := range s.node.Groups() {
 		st := g.Status()
 		gs := &meridianpb.GroupStatus{Group: st.Group, Replica: uint64(st.Replica), Role: st.Paxos.Role, Ballot: st.Paxos.Promised.String(),

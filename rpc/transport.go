@@ -132,6 +132,12 @@ func (p *Peers) conn(pr *peer) (*grpc.ClientConn, string, error) {
 	return c, addr, nil
 }
 
+// Conn returns the connection to node id that its sender uses.
+func (p *Peers) Conn(id node.NodeID) (*grpc.ClientConn, error) {
+	c, _, err := p.conn(p.get(id))
+	return c, err
+}
+
 type noAddrError struct{}
 
 func (noAddrError) Error() string { return "rpc: peer address unknown" }

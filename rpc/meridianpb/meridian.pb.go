@@ -25,6 +25,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ClockState is how a node's clock stands.
+type ClockState int32
+
+const (
+	ClockState_CLOCK_STATE_UNSPECIFIED ClockState = 0
+	ClockState_CLOCK_STATE_TRUSTED     ClockState = 1 // healthy and not fenced
+	ClockState_CLOCK_STATE_UNCONFIRMED ClockState = 2 // starting: fenced until a majority confirms it
+	ClockState_CLOCK_STATE_FENCED      ClockState = 3 // fenced; the interval is what its sources say
+	ClockState_CLOCK_STATE_UNHEALTHY   ClockState = 4 // no interval
+)
+
+// Enum value maps for ClockState.
+var (
+	ClockState_name = map[int32]string{
+		0: "CLOCK_STATE_UNSPECIFIED",
+		1: "CLOCK_STATE_TRUSTED",
+		2: "CLOCK_STATE_UNCONFIRMED",
+		3: "CLOCK_STATE_FENCED",
+		4: "CLOCK_STATE_UNHEALTHY",
+	}
+	ClockState_value = map[string]int32{
+		"CLOCK_STATE_UNSPECIFIED": 0,
+		"CLOCK_STATE_TRUSTED":     1,
+		"CLOCK_STATE_UNCONFIRMED": 2,
+		"CLOCK_STATE_FENCED":      3,
+		"CLOCK_STATE_UNHEALTHY":   4,
+	}
+)
+
+func (x ClockState) Enum() *ClockState {
+	p := new(ClockState)
+	*p = x
+	return p
+}
+
+func (x ClockState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ClockState) Descriptor() protoreflect.EnumDescriptor {
+	return file_meridian_proto_enumTypes[0].Descriptor()
+}
+
+func (ClockState) Type() protoreflect.EnumType {
+	return &file_meridian_proto_enumTypes[0]
+}
+
+func (x ClockState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ClockState.Descriptor instead.
+func (ClockState) EnumDescriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{0}
+}
+
 type BatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Calls         []*BatchCall           `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"` // at most 4096
@@ -1800,6 +1856,118 @@ func (x *Placement) GetClusterId() string {
 	return ""
 }
 
+type ClockCheckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FromNode      uint64                 `protobuf:"varint,1,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // the asker's cluster, empty before init
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockCheckRequest) Reset() {
+	*x = ClockCheckRequest{}
+	mi := &file_meridian_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockCheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockCheckRequest) ProtoMessage() {}
+
+func (x *ClockCheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockCheckRequest.ProtoReflect.Descriptor instead.
+func (*ClockCheckRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ClockCheckRequest) GetFromNode() uint64 {
+	if x != nil {
+		return x.FromNode
+	}
+	return 0
+}
+
+func (x *ClockCheckRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+type ClockCheckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EarliestNs    int64                  `protobuf:"varint,1,opt,name=earliest_ns,json=earliestNs,proto3" json:"earliest_ns,omitempty"`
+	LatestNs      int64                  `protobuf:"varint,2,opt,name=latest_ns,json=latestNs,proto3" json:"latest_ns,omitempty"`
+	State         ClockState             `protobuf:"varint,3,opt,name=state,proto3,enum=meridian.v1.ClockState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockCheckResponse) Reset() {
+	*x = ClockCheckResponse{}
+	mi := &file_meridian_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockCheckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockCheckResponse) ProtoMessage() {}
+
+func (x *ClockCheckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockCheckResponse.ProtoReflect.Descriptor instead.
+func (*ClockCheckResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ClockCheckResponse) GetEarliestNs() int64 {
+	if x != nil {
+		return x.EarliestNs
+	}
+	return 0
+}
+
+func (x *ClockCheckResponse) GetLatestNs() int64 {
+	if x != nil {
+		return x.LatestNs
+	}
+	return 0
+}
+
+func (x *ClockCheckResponse) GetState() ClockState {
+	if x != nil {
+		return x.State
+	}
+	return ClockState_CLOCK_STATE_UNSPECIFIED
+}
+
 type TxnMsg struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          uint32                 `protobuf:"varint,1,opt,name=type,proto3" json:"type,omitempty"`
@@ -1819,7 +1987,7 @@ type TxnMsg struct {
 
 func (x *TxnMsg) Reset() {
 	*x = TxnMsg{}
-	mi := &file_meridian_proto_msgTypes[26]
+	mi := &file_meridian_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1999,7 @@ func (x *TxnMsg) String() string {
 func (*TxnMsg) ProtoMessage() {}
 
 func (x *TxnMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[26]
+	mi := &file_meridian_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2012,7 @@ func (x *TxnMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnMsg.ProtoReflect.Descriptor instead.
 func (*TxnMsg) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{26}
+	return file_meridian_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TxnMsg) GetType() uint32 {
@@ -1936,7 +2104,7 @@ type PeerBatch struct {
 
 func (x *PeerBatch) Reset() {
 	*x = PeerBatch{}
-	mi := &file_meridian_proto_msgTypes[27]
+	mi := &file_meridian_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2116,7 @@ func (x *PeerBatch) String() string {
 func (*PeerBatch) ProtoMessage() {}
 
 func (x *PeerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[27]
+	mi := &file_meridian_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2129,7 @@ func (x *PeerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerBatch.ProtoReflect.Descriptor instead.
 func (*PeerBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{27}
+	return file_meridian_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PeerBatch) GetPaxos() [][]byte {
@@ -2000,7 +2168,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_meridian_proto_msgTypes[28]
+	mi := &file_meridian_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2180,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[28]
+	mi := &file_meridian_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2193,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{28}
+	return file_meridian_proto_rawDescGZIP(), []int{30}
 }
 
 type JoinRequest struct {
@@ -2038,7 +2206,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_meridian_proto_msgTypes[29]
+	mi := &file_meridian_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2218,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[29]
+	mi := &file_meridian_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2231,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{29}
+	return file_meridian_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JoinRequest) GetNode() *NodeInfo {
@@ -2090,7 +2258,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_meridian_proto_msgTypes[30]
+	mi := &file_meridian_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2270,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[30]
+	mi := &file_meridian_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2283,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{30}
+	return file_meridian_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JoinResponse) GetNodes() []*NodeInfo {
@@ -2141,7 +2309,7 @@ type InstallPlacementRequest struct {
 
 func (x *InstallPlacementRequest) Reset() {
 	*x = InstallPlacementRequest{}
-	mi := &file_meridian_proto_msgTypes[31]
+	mi := &file_meridian_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2321,7 @@ func (x *InstallPlacementRequest) String() string {
 func (*InstallPlacementRequest) ProtoMessage() {}
 
 func (x *InstallPlacementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[31]
+	mi := &file_meridian_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2334,7 @@ func (x *InstallPlacementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallPlacementRequest.ProtoReflect.Descriptor instead.
 func (*InstallPlacementRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{31}
+	return file_meridian_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *InstallPlacementRequest) GetPlacement() *Placement {
@@ -2174,6 +2342,58 @@ func (x *InstallPlacementRequest) GetPlacement() *Placement {
 		return x.Placement
 	}
 	return nil
+}
+
+type ClockFenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Unfence       bool                   `protobuf:"varint,1,opt,name=unfence,proto3" json:"unfence,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockFenceRequest) Reset() {
+	*x = ClockFenceRequest{}
+	mi := &file_meridian_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockFenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockFenceRequest) ProtoMessage() {}
+
+func (x *ClockFenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockFenceRequest.ProtoReflect.Descriptor instead.
+func (*ClockFenceRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ClockFenceRequest) GetUnfence() bool {
+	if x != nil {
+		return x.Unfence
+	}
+	return false
+}
+
+func (x *ClockFenceRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type NetemRequest struct {
@@ -2189,7 +2409,7 @@ type NetemRequest struct {
 
 func (x *NetemRequest) Reset() {
 	*x = NetemRequest{}
-	mi := &file_meridian_proto_msgTypes[32]
+	mi := &file_meridian_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2421,7 @@ func (x *NetemRequest) String() string {
 func (*NetemRequest) ProtoMessage() {}
 
 func (x *NetemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[32]
+	mi := &file_meridian_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2434,7 @@ func (x *NetemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetemRequest.ProtoReflect.Descriptor instead.
 func (*NetemRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{32}
+	return file_meridian_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NetemRequest) GetAction() string {
@@ -2262,7 +2482,7 @@ type NetemResponse struct {
 
 func (x *NetemResponse) Reset() {
 	*x = NetemResponse{}
-	mi := &file_meridian_proto_msgTypes[33]
+	mi := &file_meridian_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2494,7 @@ func (x *NetemResponse) String() string {
 func (*NetemResponse) ProtoMessage() {}
 
 func (x *NetemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[33]
+	mi := &file_meridian_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2507,7 @@ func (x *NetemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetemResponse.ProtoReflect.Descriptor instead.
 func (*NetemResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{33}
+	return file_meridian_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NetemResponse) GetCuts() []string {
@@ -2317,7 +2537,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_meridian_proto_msgTypes[34]
+	mi := &file_meridian_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2549,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[34]
+	mi := &file_meridian_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2562,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{34}
+	return file_meridian_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InitRequest) GetPolicy() string {
@@ -2382,7 +2602,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_meridian_proto_msgTypes[35]
+	mi := &file_meridian_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2614,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[35]
+	mi := &file_meridian_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2627,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{35}
+	return file_meridian_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InitResponse) GetPlacement() *Placement {
@@ -2425,7 +2645,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_meridian_proto_msgTypes[36]
+	mi := &file_meridian_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2657,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[36]
+	mi := &file_meridian_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,24 +2670,32 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{36}
+	return file_meridian_proto_rawDescGZIP(), []int{39}
 }
 
 type ClockStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Source        string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	Healthy       bool                   `protobuf:"varint,2,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
-	EarliestNs    int64                  `protobuf:"varint,4,opt,name=earliest_ns,json=earliestNs,proto3" json:"earliest_ns,omitempty"`
-	LatestNs      int64                  `protobuf:"varint,5,opt,name=latest_ns,json=latestNs,proto3" json:"latest_ns,omitempty"`
-	EpsilonNs     int64                  `protobuf:"varint,6,opt,name=epsilon_ns,json=epsilonNs,proto3" json:"epsilon_ns,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Source     string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Healthy    bool                   `protobuf:"varint,2,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	Error      string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	EarliestNs int64                  `protobuf:"varint,4,opt,name=earliest_ns,json=earliestNs,proto3" json:"earliest_ns,omitempty"`
+	LatestNs   int64                  `protobuf:"varint,5,opt,name=latest_ns,json=latestNs,proto3" json:"latest_ns,omitempty"`
+	EpsilonNs  int64                  `protobuf:"varint,6,opt,name=epsilon_ns,json=epsilonNs,proto3" json:"epsilon_ns,omitempty"`
+	State      ClockState             `protobuf:"varint,7,opt,name=state,proto3,enum=meridian.v1.ClockState" json:"state,omitempty"`
+	// While fenced: why, since when (Unix ns), and how long the hold that
+	// waits out the old time's leases still runs.
+	FenceKind     string       `protobuf:"bytes,8,opt,name=fence_kind,json=fenceKind,proto3" json:"fence_kind,omitempty"`
+	FenceReason   string       `protobuf:"bytes,9,opt,name=fence_reason,json=fenceReason,proto3" json:"fence_reason,omitempty"`
+	FencedSinceNs int64        `protobuf:"varint,10,opt,name=fenced_since_ns,json=fencedSinceNs,proto3" json:"fenced_since_ns,omitempty"`
+	HoldLeftNs    int64        `protobuf:"varint,11,opt,name=hold_left_ns,json=holdLeftNs,proto3" json:"hold_left_ns,omitempty"`
+	Peers         []*ClockPeer `protobuf:"bytes,12,rep,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClockStatus) Reset() {
 	*x = ClockStatus{}
-	mi := &file_meridian_proto_msgTypes[37]
+	mi := &file_meridian_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2707,7 @@ func (x *ClockStatus) String() string {
 func (*ClockStatus) ProtoMessage() {}
 
 func (x *ClockStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[37]
+	mi := &file_meridian_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2720,7 @@ func (x *ClockStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockStatus.ProtoReflect.Descriptor instead.
 func (*ClockStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{37}
+	return file_meridian_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ClockStatus) GetSource() string {
@@ -2537,6 +2765,149 @@ func (x *ClockStatus) GetEpsilonNs() int64 {
 	return 0
 }
 
+func (x *ClockStatus) GetState() ClockState {
+	if x != nil {
+		return x.State
+	}
+	return ClockState_CLOCK_STATE_UNSPECIFIED
+}
+
+func (x *ClockStatus) GetFenceKind() string {
+	if x != nil {
+		return x.FenceKind
+	}
+	return ""
+}
+
+func (x *ClockStatus) GetFenceReason() string {
+	if x != nil {
+		return x.FenceReason
+	}
+	return ""
+}
+
+func (x *ClockStatus) GetFencedSinceNs() int64 {
+	if x != nil {
+		return x.FencedSinceNs
+	}
+	return 0
+}
+
+func (x *ClockStatus) GetHoldLeftNs() int64 {
+	if x != nil {
+		return x.HoldLeftNs
+	}
+	return 0
+}
+
+func (x *ClockStatus) GetPeers() []*ClockPeer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// ClockPeer is the last clock exchange with a peer.
+type ClockPeer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          uint64                 `protobuf:"varint,1,opt,name=node,proto3" json:"node,omitempty"`
+	Agrees        bool                   `protobuf:"varint,2,opt,name=agrees,proto3" json:"agrees,omitempty"` // its interval met ours over the round trip
+	State         ClockState             `protobuf:"varint,3,opt,name=state,proto3,enum=meridian.v1.ClockState" json:"state,omitempty"`
+	EarliestNs    int64                  `protobuf:"varint,4,opt,name=earliest_ns,json=earliestNs,proto3" json:"earliest_ns,omitempty"`
+	LatestNs      int64                  `protobuf:"varint,5,opt,name=latest_ns,json=latestNs,proto3" json:"latest_ns,omitempty"`
+	RttNs         int64                  `protobuf:"varint,6,opt,name=rtt_ns,json=rttNs,proto3" json:"rtt_ns,omitempty"`
+	AgeNs         int64                  `protobuf:"varint,7,opt,name=age_ns,json=ageNs,proto3" json:"age_ns,omitempty"` // how long ago the answer came
+	Error         string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`               // the exchange failed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockPeer) Reset() {
+	*x = ClockPeer{}
+	mi := &file_meridian_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockPeer) ProtoMessage() {}
+
+func (x *ClockPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockPeer.ProtoReflect.Descriptor instead.
+func (*ClockPeer) Descriptor() ([]byte, []int) {
+	return file_meridian_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ClockPeer) GetNode() uint64 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *ClockPeer) GetAgrees() bool {
+	if x != nil {
+		return x.Agrees
+	}
+	return false
+}
+
+func (x *ClockPeer) GetState() ClockState {
+	if x != nil {
+		return x.State
+	}
+	return ClockState_CLOCK_STATE_UNSPECIFIED
+}
+
+func (x *ClockPeer) GetEarliestNs() int64 {
+	if x != nil {
+		return x.EarliestNs
+	}
+	return 0
+}
+
+func (x *ClockPeer) GetLatestNs() int64 {
+	if x != nil {
+		return x.LatestNs
+	}
+	return 0
+}
+
+func (x *ClockPeer) GetRttNs() int64 {
+	if x != nil {
+		return x.RttNs
+	}
+	return 0
+}
+
+func (x *ClockPeer) GetAgeNs() int64 {
+	if x != nil {
+		return x.AgeNs
+	}
+	return 0
+}
+
+func (x *ClockPeer) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type GroupStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -2557,7 +2928,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_meridian_proto_msgTypes[38]
+	mi := &file_meridian_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2569,7 +2940,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[38]
+	mi := &file_meridian_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2582,7 +2953,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{38}
+	return file_meridian_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GroupStatus) GetGroup() uint64 {
@@ -2682,7 +3053,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_meridian_proto_msgTypes[39]
+	mi := &file_meridian_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +3065,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_proto_msgTypes[39]
+	mi := &file_meridian_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +3078,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_proto_rawDescGZIP(), []int{39}
+	return file_meridian_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StatusResponse) GetNode() *NodeInfo {
@@ -2874,7 +3245,16 @@ const file_meridian_proto_rawDesc = "" +
 	"\x06shards\x18\x03 \x03(\v2\x16.meridian.v1.ShardInfoR\x06shards\x12\x19\n" +
 	"\blease_ns\x18\x04 \x01(\x03R\aleaseNs\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x05 \x01(\tR\tclusterId\"\x9d\x02\n" +
+	"cluster_id\x18\x05 \x01(\tR\tclusterId\"O\n" +
+	"\x11ClockCheckRequest\x12\x1b\n" +
+	"\tfrom_node\x18\x01 \x01(\x04R\bfromNode\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\"\x81\x01\n" +
+	"\x12ClockCheckResponse\x12\x1f\n" +
+	"\vearliest_ns\x18\x01 \x01(\x03R\n" +
+	"earliestNs\x12\x1b\n" +
+	"\tlatest_ns\x18\x02 \x01(\x03R\blatestNs\x12-\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x17.meridian.v1.ClockStateR\x05state\"\x9d\x02\n" +
 	"\x06TxnMsg\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\rR\x04type\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
@@ -2903,7 +3283,10 @@ const file_meridian_proto_rawDesc = "" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.meridian.v1.NodeInfoR\x05nodes\x124\n" +
 	"\tplacement\x18\x02 \x01(\v2\x16.meridian.v1.PlacementR\tplacement\"O\n" +
 	"\x17InstallPlacementRequest\x124\n" +
-	"\tplacement\x18\x01 \x01(\v2\x16.meridian.v1.PlacementR\tplacement\"o\n" +
+	"\tplacement\x18\x01 \x01(\v2\x16.meridian.v1.PlacementR\tplacement\"E\n" +
+	"\x11ClockFenceRequest\x12\x18\n" +
+	"\aunfence\x18\x01 \x01(\bR\aunfence\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"o\n" +
 	"\fNetemRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\f\n" +
 	"\x01a\x18\x02 \x01(\tR\x01a\x12\f\n" +
@@ -2920,7 +3303,7 @@ const file_meridian_proto_rawDesc = "" +
 	"\blease_ns\x18\x04 \x01(\x03R\aleaseNs\"D\n" +
 	"\fInitResponse\x124\n" +
 	"\tplacement\x18\x01 \x01(\v2\x16.meridian.v1.PlacementR\tplacement\"\x0f\n" +
-	"\rStatusRequest\"\xb2\x01\n" +
+	"\rStatusRequest\"\x9b\x03\n" +
 	"\vClockStatus\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x18\n" +
 	"\ahealthy\x18\x02 \x01(\bR\ahealthy\x12\x14\n" +
@@ -2929,7 +3312,26 @@ const file_meridian_proto_rawDesc = "" +
 	"earliestNs\x12\x1b\n" +
 	"\tlatest_ns\x18\x05 \x01(\x03R\blatestNs\x12\x1d\n" +
 	"\n" +
-	"epsilon_ns\x18\x06 \x01(\x03R\tepsilonNs\"\xdc\x02\n" +
+	"epsilon_ns\x18\x06 \x01(\x03R\tepsilonNs\x12-\n" +
+	"\x05state\x18\a \x01(\x0e2\x17.meridian.v1.ClockStateR\x05state\x12\x1d\n" +
+	"\n" +
+	"fence_kind\x18\b \x01(\tR\tfenceKind\x12!\n" +
+	"\ffence_reason\x18\t \x01(\tR\vfenceReason\x12&\n" +
+	"\x0ffenced_since_ns\x18\n" +
+	" \x01(\x03R\rfencedSinceNs\x12 \n" +
+	"\fhold_left_ns\x18\v \x01(\x03R\n" +
+	"holdLeftNs\x12,\n" +
+	"\x05peers\x18\f \x03(\v2\x16.meridian.v1.ClockPeerR\x05peers\"\xe8\x01\n" +
+	"\tClockPeer\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\x04R\x04node\x12\x16\n" +
+	"\x06agrees\x18\x02 \x01(\bR\x06agrees\x12-\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x17.meridian.v1.ClockStateR\x05state\x12\x1f\n" +
+	"\vearliest_ns\x18\x04 \x01(\x03R\n" +
+	"earliestNs\x12\x1b\n" +
+	"\tlatest_ns\x18\x05 \x01(\x03R\blatestNs\x12\x15\n" +
+	"\x06rtt_ns\x18\x06 \x01(\x03R\x05rttNs\x12\x15\n" +
+	"\x06age_ns\x18\a \x01(\x03R\x05ageNs\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"\xdc\x02\n" +
 	"\vGroupStatus\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\x04R\x05group\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\x04R\areplica\x12\x12\n" +
@@ -2953,7 +3355,14 @@ const file_meridian_proto_rawDesc = "" +
 	"\x05clock\x18\x02 \x01(\v2\x18.meridian.v1.ClockStatusR\x05clock\x120\n" +
 	"\x06groups\x18\x03 \x03(\v2\x18.meridian.v1.GroupStatusR\x06groups\x12 \n" +
 	"\vinitialized\x18\x04 \x01(\bR\vinitialized\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining2\x85\x04\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining*\x92\x01\n" +
+	"\n" +
+	"ClockState\x12\x1b\n" +
+	"\x17CLOCK_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13CLOCK_STATE_TRUSTED\x10\x01\x12\x1b\n" +
+	"\x17CLOCK_STATE_UNCONFIRMED\x10\x02\x12\x16\n" +
+	"\x12CLOCK_STATE_FENCED\x10\x03\x12\x19\n" +
+	"\x15CLOCK_STATE_UNHEALTHY\x10\x042\x85\x04\n" +
 	"\bMeridian\x12;\n" +
 	"\x04Read\x12\x18.meridian.v1.ReadRequest\x1a\x19.meridian.v1.ReadResponse\x12A\n" +
 	"\x06Commit\x12\x1a.meridian.v1.CommitRequest\x1a\x1b.meridian.v1.CommitResponse\x12G\n" +
@@ -2961,15 +3370,19 @@ const file_meridian_proto_rawDesc = "" +
 	"\fSnapshotRead\x12 .meridian.v1.SnapshotReadRequest\x1a\x19.meridian.v1.ReadResponse\x12\\\n" +
 	"\x0fStrongTimestamp\x12#.meridian.v1.StrongTimestampRequest\x1a$.meridian.v1.StrongTimestampResponse\x12A\n" +
 	"\x06Locate\x12\x1a.meridian.v1.LocateRequest\x1a\x1b.meridian.v1.LocateResponse\x12B\n" +
-	"\x05Batch\x12\x19.meridian.v1.BatchRequest\x1a\x1a.meridian.v1.BatchResponse(\x010\x012\xc7\x01\n" +
+	"\x05Batch\x12\x19.meridian.v1.BatchRequest\x1a\x1a.meridian.v1.BatchResponse(\x010\x012\x96\x02\n" +
 	"\bInternal\x122\n" +
 	"\x04Peer\x12\x16.meridian.v1.PeerBatch\x1a\x10.meridian.v1.Ack(\x01\x12;\n" +
 	"\x04Join\x12\x18.meridian.v1.JoinRequest\x1a\x19.meridian.v1.JoinResponse\x12J\n" +
-	"\x10InstallPlacement\x12$.meridian.v1.InstallPlacementRequest\x1a\x10.meridian.v1.Ack2\xc7\x01\n" +
+	"\x10InstallPlacement\x12$.meridian.v1.InstallPlacementRequest\x1a\x10.meridian.v1.Ack\x12M\n" +
+	"\n" +
+	"ClockCheck\x12\x1e.meridian.v1.ClockCheckRequest\x1a\x1f.meridian.v1.ClockCheckResponse2\x8f\x02\n" +
 	"\x05Admin\x12;\n" +
 	"\x04Init\x12\x18.meridian.v1.InitRequest\x1a\x19.meridian.v1.InitResponse\x12A\n" +
 	"\x06Status\x12\x1a.meridian.v1.StatusRequest\x1a\x1b.meridian.v1.StatusResponse\x12>\n" +
-	"\x05Netem\x12\x19.meridian.v1.NetemRequest\x1a\x1a.meridian.v1.NetemResponseB/Z-github.com/meridiandb/meridian/rpc/meridianpbb\x06proto3"
+	"\x05Netem\x12\x19.meridian.v1.NetemRequest\x1a\x1a.meridian.v1.NetemResponse\x12F\n" +
+	"\n" +
+	"ClockFence\x12\x1e.meridian.v1.ClockFenceRequest\x1a\x18.meridian.v1.ClockStatusB/Z-github.com/meridiandb/meridian/rpc/meridianpbb\x06proto3"
 
 var (
 	file_meridian_proto_rawDescOnce sync.Once
@@ -2983,117 +3396,131 @@ func file_meridian_proto_rawDescGZIP() []byte {
 	return file_meridian_proto_rawDescData
 }
 
-var file_meridian_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_meridian_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_meridian_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_meridian_proto_goTypes = []any{
-	(*BatchRequest)(nil),            // 0: meridian.v1.BatchRequest
-	(*BatchCall)(nil),               // 1: meridian.v1.BatchCall
-	(*BatchResponse)(nil),           // 2: meridian.v1.BatchResponse
-	(*BatchResult)(nil),             // 3: meridian.v1.BatchResult
-	(*TxnMeta)(nil),                 // 4: meridian.v1.TxnMeta
-	(*Mutation)(nil),                // 5: meridian.v1.Mutation
-	(*KeyValue)(nil),                // 6: meridian.v1.KeyValue
-	(*KeySpan)(nil),                 // 7: meridian.v1.KeySpan
-	(*ReadRequest)(nil),             // 8: meridian.v1.ReadRequest
-	(*ReadResponse)(nil),            // 9: meridian.v1.ReadResponse
-	(*Participant)(nil),             // 10: meridian.v1.Participant
-	(*CommitRequest)(nil),           // 11: meridian.v1.CommitRequest
-	(*CommitResponse)(nil),          // 12: meridian.v1.CommitResponse
-	(*RollbackRequest)(nil),         // 13: meridian.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 14: meridian.v1.RollbackResponse
-	(*SnapshotReadRequest)(nil),     // 15: meridian.v1.SnapshotReadRequest
-	(*StrongTimestampRequest)(nil),  // 16: meridian.v1.StrongTimestampRequest
-	(*StrongTimestampResponse)(nil), // 17: meridian.v1.StrongTimestampResponse
-	(*LocateRequest)(nil),           // 18: meridian.v1.LocateRequest
-	(*LocateResponse)(nil),          // 19: meridian.v1.LocateResponse
-	(*LeaderHint)(nil),              // 20: meridian.v1.LeaderHint
-	(*LeaderInfo)(nil),              // 21: meridian.v1.LeaderInfo
-	(*NodeInfo)(nil),                // 22: meridian.v1.NodeInfo
-	(*ReplicaInfo)(nil),             // 23: meridian.v1.ReplicaInfo
-	(*ShardInfo)(nil),               // 24: meridian.v1.ShardInfo
-	(*Placement)(nil),               // 25: meridian.v1.Placement
-	(*TxnMsg)(nil),                  // 26: meridian.v1.TxnMsg
-	(*PeerBatch)(nil),               // 27: meridian.v1.PeerBatch
-	(*Ack)(nil),                     // 28: meridian.v1.Ack
-	(*JoinRequest)(nil),             // 29: meridian.v1.JoinRequest
-	(*JoinResponse)(nil),            // 30: meridian.v1.JoinResponse
-	(*InstallPlacementRequest)(nil), // 31: meridian.v1.InstallPlacementRequest
-	(*NetemRequest)(nil),            // 32: meridian.v1.NetemRequest
-	(*NetemResponse)(nil),           // 33: meridian.v1.NetemResponse
-	(*InitRequest)(nil),             // 34: meridian.v1.InitRequest
-	(*InitResponse)(nil),            // 35: meridian.v1.InitResponse
-	(*StatusRequest)(nil),           // 36: meridian.v1.StatusRequest
-	(*ClockStatus)(nil),             // 37: meridian.v1.ClockStatus
-	(*GroupStatus)(nil),             // 38: meridian.v1.GroupStatus
-	(*StatusResponse)(nil),          // 39: meridian.v1.StatusResponse
+	(ClockState)(0),                 // 0: meridian.v1.ClockState
+	(*BatchRequest)(nil),            // 1: meridian.v1.BatchRequest
+	(*BatchCall)(nil),               // 2: meridian.v1.BatchCall
+	(*BatchResponse)(nil),           // 3: meridian.v1.BatchResponse
+	(*BatchResult)(nil),             // 4: meridian.v1.BatchResult
+	(*TxnMeta)(nil),                 // 5: meridian.v1.TxnMeta
+	(*Mutation)(nil),                // 6: meridian.v1.Mutation
+	(*KeyValue)(nil),                // 7: meridian.v1.KeyValue
+	(*KeySpan)(nil),                 // 8: meridian.v1.KeySpan
+	(*ReadRequest)(nil),             // 9: meridian.v1.ReadRequest
+	(*ReadResponse)(nil),            // 10: meridian.v1.ReadResponse
+	(*Participant)(nil),             // 11: meridian.v1.Participant
+	(*CommitRequest)(nil),           // 12: meridian.v1.CommitRequest
+	(*CommitResponse)(nil),          // 13: meridian.v1.CommitResponse
+	(*RollbackRequest)(nil),         // 14: meridian.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 15: meridian.v1.RollbackResponse
+	(*SnapshotReadRequest)(nil),     // 16: meridian.v1.SnapshotReadRequest
+	(*StrongTimestampRequest)(nil),  // 17: meridian.v1.StrongTimestampRequest
+	(*StrongTimestampResponse)(nil), // 18: meridian.v1.StrongTimestampResponse
+	(*LocateRequest)(nil),           // 19: meridian.v1.LocateRequest
+	(*LocateResponse)(nil),          // 20: meridian.v1.LocateResponse
+	(*LeaderHint)(nil),              // 21: meridian.v1.LeaderHint
+	(*LeaderInfo)(nil),              // 22: meridian.v1.LeaderInfo
+	(*NodeInfo)(nil),                // 23: meridian.v1.NodeInfo
+	(*ReplicaInfo)(nil),             // 24: meridian.v1.ReplicaInfo
+	(*ShardInfo)(nil),               // 25: meridian.v1.ShardInfo
+	(*Placement)(nil),               // 26: meridian.v1.Placement
+	(*ClockCheckRequest)(nil),       // 27: meridian.v1.ClockCheckRequest
+	(*ClockCheckResponse)(nil),      // 28: meridian.v1.ClockCheckResponse
+	(*TxnMsg)(nil),                  // 29: meridian.v1.TxnMsg
+	(*PeerBatch)(nil),               // 30: meridian.v1.PeerBatch
+	(*Ack)(nil),                     // 31: meridian.v1.Ack
+	(*JoinRequest)(nil),             // 32: meridian.v1.JoinRequest
+	(*JoinResponse)(nil),            // 33: meridian.v1.JoinResponse
+	(*InstallPlacementRequest)(nil), // 34: meridian.v1.InstallPlacementRequest
+	(*ClockFenceRequest)(nil),       // 35: meridian.v1.ClockFenceRequest
+	(*NetemRequest)(nil),            // 36: meridian.v1.NetemRequest
+	(*NetemResponse)(nil),           // 37: meridian.v1.NetemResponse
+	(*InitRequest)(nil),             // 38: meridian.v1.InitRequest
+	(*InitResponse)(nil),            // 39: meridian.v1.InitResponse
+	(*StatusRequest)(nil),           // 40: meridian.v1.StatusRequest
+	(*ClockStatus)(nil),             // 41: meridian.v1.ClockStatus
+	(*ClockPeer)(nil),               // 42: meridian.v1.ClockPeer
+	(*GroupStatus)(nil),             // 43: meridian.v1.GroupStatus
+	(*StatusResponse)(nil),          // 44: meridian.v1.StatusResponse
 }
 var file_meridian_proto_depIdxs = []int32{
-	1,  // 0: meridian.v1.BatchRequest.calls:type_name -> meridian.v1.BatchCall
-	8,  // 1: meridian.v1.BatchCall.read:type_name -> meridian.v1.ReadRequest
-	11, // 2: meridian.v1.BatchCall.commit:type_name -> meridian.v1.CommitRequest
-	13, // 3: meridian.v1.BatchCall.rollback:type_name -> meridian.v1.RollbackRequest
-	15, // 4: meridian.v1.BatchCall.snapshot_read:type_name -> meridian.v1.SnapshotReadRequest
-	16, // 5: meridian.v1.BatchCall.strong_timestamp:type_name -> meridian.v1.StrongTimestampRequest
-	3,  // 6: meridian.v1.BatchResponse.results:type_name -> meridian.v1.BatchResult
-	20, // 7: meridian.v1.BatchResult.hint:type_name -> meridian.v1.LeaderHint
-	9,  // 8: meridian.v1.BatchResult.read:type_name -> meridian.v1.ReadResponse
-	12, // 9: meridian.v1.BatchResult.commit:type_name -> meridian.v1.CommitResponse
-	14, // 10: meridian.v1.BatchResult.rollback:type_name -> meridian.v1.RollbackResponse
-	17, // 11: meridian.v1.BatchResult.strong_timestamp:type_name -> meridian.v1.StrongTimestampResponse
-	4,  // 12: meridian.v1.ReadRequest.txn:type_name -> meridian.v1.TxnMeta
-	7,  // 13: meridian.v1.ReadRequest.span:type_name -> meridian.v1.KeySpan
-	6,  // 14: meridian.v1.ReadResponse.kvs:type_name -> meridian.v1.KeyValue
-	5,  // 15: meridian.v1.Participant.writes:type_name -> meridian.v1.Mutation
-	4,  // 16: meridian.v1.CommitRequest.txn:type_name -> meridian.v1.TxnMeta
-	10, // 17: meridian.v1.CommitRequest.participants:type_name -> meridian.v1.Participant
-	4,  // 18: meridian.v1.RollbackRequest.txn:type_name -> meridian.v1.TxnMeta
-	7,  // 19: meridian.v1.SnapshotReadRequest.span:type_name -> meridian.v1.KeySpan
-	25, // 20: meridian.v1.LocateResponse.placement:type_name -> meridian.v1.Placement
-	21, // 21: meridian.v1.LocateResponse.leaders:type_name -> meridian.v1.LeaderInfo
-	23, // 22: meridian.v1.ShardInfo.replicas:type_name -> meridian.v1.ReplicaInfo
-	22, // 23: meridian.v1.Placement.nodes:type_name -> meridian.v1.NodeInfo
-	24, // 24: meridian.v1.Placement.shards:type_name -> meridian.v1.ShardInfo
-	4,  // 25: meridian.v1.TxnMsg.txn:type_name -> meridian.v1.TxnMeta
-	5,  // 26: meridian.v1.TxnMsg.writes:type_name -> meridian.v1.Mutation
-	26, // 27: meridian.v1.PeerBatch.txn:type_name -> meridian.v1.TxnMsg
-	22, // 28: meridian.v1.JoinRequest.node:type_name -> meridian.v1.NodeInfo
-	22, // 29: meridian.v1.JoinResponse.nodes:type_name -> meridian.v1.NodeInfo
-	25, // 30: meridian.v1.JoinResponse.placement:type_name -> meridian.v1.Placement
-	25, // 31: meridian.v1.InstallPlacementRequest.placement:type_name -> meridian.v1.Placement
-	25, // 32: meridian.v1.InitResponse.placement:type_name -> meridian.v1.Placement
-	22, // 33: meridian.v1.StatusResponse.node:type_name -> meridian.v1.NodeInfo
-	37, // 34: meridian.v1.StatusResponse.clock:type_name -> meridian.v1.ClockStatus
-	38, // 35: meridian.v1.StatusResponse.groups:type_name -> meridian.v1.GroupStatus
-	8,  // 36: meridian.v1.Meridian.Read:input_type -> meridian.v1.ReadRequest
-	11, // 37: meridian.v1.Meridian.Commit:input_type -> meridian.v1.CommitRequest
-	13, // 38: meridian.v1.Meridian.Rollback:input_type -> meridian.v1.RollbackRequest
-	15, // 39: meridian.v1.Meridian.SnapshotRead:input_type -> meridian.v1.SnapshotReadRequest
-	16, // 40: meridian.v1.Meridian.StrongTimestamp:input_type -> meridian.v1.StrongTimestampRequest
-	18, // 41: meridian.v1.Meridian.Locate:input_type -> meridian.v1.LocateRequest
-	0,  // 42: meridian.v1.Meridian.Batch:input_type -> meridian.v1.BatchRequest
-	27, // 43: meridian.v1.Internal.Peer:input_type -> meridian.v1.PeerBatch
-	29, // 44: meridian.v1.Internal.Join:input_type -> meridian.v1.JoinRequest
-	31, // 45: meridian.v1.Internal.InstallPlacement:input_type -> meridian.v1.InstallPlacementRequest
-	34, // 46: meridian.v1.Admin.Init:input_type -> meridian.v1.InitRequest
-	36, // 47: meridian.v1.Admin.Status:input_type -> meridian.v1.StatusRequest
-	32, // 48: meridian.v1.Admin.Netem:input_type -> meridian.v1.NetemRequest
-	9,  // 49: meridian.v1.Meridian.Read:output_type -> meridian.v1.ReadResponse
-	12, // 50: meridian.v1.Meridian.Commit:output_type -> meridian.v1.CommitResponse
-	14, // 51: meridian.v1.Meridian.Rollback:output_type -> meridian.v1.RollbackResponse
-	9,  // 52: meridian.v1.Meridian.SnapshotRead:output_type -> meridian.v1.ReadResponse
-	17, // 53: meridian.v1.Meridian.StrongTimestamp:output_type -> meridian.v1.StrongTimestampResponse
-	19, // 54: meridian.v1.Meridian.Locate:output_type -> meridian.v1.LocateResponse
-	2,  // 55: meridian.v1.Meridian.Batch:output_type -> meridian.v1.BatchResponse
-	28, // 56: meridian.v1.Internal.Peer:output_type -> meridian.v1.Ack
-	30, // 57: meridian.v1.Internal.Join:output_type -> meridian.v1.JoinResponse
-	28, // 58: meridian.v1.Internal.InstallPlacement:output_type -> meridian.v1.Ack
-	35, // 59: meridian.v1.Admin.Init:output_type -> meridian.v1.InitResponse
-	39, // 60: meridian.v1.Admin.Status:output_type -> meridian.v1.StatusResponse
-	33, // 61: meridian.v1.Admin.Netem:output_type -> meridian.v1.NetemResponse
-	49, // [49:62] is the sub-list for method output_type
-	36, // [36:49] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	2,  // 0: meridian.v1.BatchRequest.calls:type_name -> meridian.v1.BatchCall
+	9,  // 1: meridian.v1.BatchCall.read:type_name -> meridian.v1.ReadRequest
+	12, // 2: meridian.v1.BatchCall.commit:type_name -> meridian.v1.CommitRequest
+	14, // 3: meridian.v1.BatchCall.rollback:type_name -> meridian.v1.RollbackRequest
+	16, // 4: meridian.v1.BatchCall.snapshot_read:type_name -> meridian.v1.SnapshotReadRequest
+	17, // 5: meridian.v1.BatchCall.strong_timestamp:type_name -> meridian.v1.StrongTimestampRequest
+	4,  // 6: meridian.v1.BatchResponse.results:type_name -> meridian.v1.BatchResult
+	21, // 7: meridian.v1.BatchResult.hint:type_name -> meridian.v1.LeaderHint
+	10, // 8: meridian.v1.BatchResult.read:type_name -> meridian.v1.ReadResponse
+	13, // 9: meridian.v1.BatchResult.commit:type_name -> meridian.v1.CommitResponse
+	15, // 10: meridian.v1.BatchResult.rollback:type_name -> meridian.v1.RollbackResponse
+	18, // 11: meridian.v1.BatchResult.strong_timestamp:type_name -> meridian.v1.StrongTimestampResponse
+	5,  // 12: meridian.v1.ReadRequest.txn:type_name -> meridian.v1.TxnMeta
+	8,  // 13: meridian.v1.ReadRequest.span:type_name -> meridian.v1.KeySpan
+	7,  // 14: meridian.v1.ReadResponse.kvs:type_name -> meridian.v1.KeyValue
+	6,  // 15: meridian.v1.Participant.writes:type_name -> meridian.v1.Mutation
+	5,  // 16: meridian.v1.CommitRequest.txn:type_name -> meridian.v1.TxnMeta
+	11, // 17: meridian.v1.CommitRequest.participants:type_name -> meridian.v1.Participant
+	5,  // 18: meridian.v1.RollbackRequest.txn:type_name -> meridian.v1.TxnMeta
+	8,  // 19: meridian.v1.SnapshotReadRequest.span:type_name -> meridian.v1.KeySpan
+	26, // 20: meridian.v1.LocateResponse.placement:type_name -> meridian.v1.Placement
+	22, // 21: meridian.v1.LocateResponse.leaders:type_name -> meridian.v1.LeaderInfo
+	24, // 22: meridian.v1.ShardInfo.replicas:type_name -> meridian.v1.ReplicaInfo
+	23, // 23: meridian.v1.Placement.nodes:type_name -> meridian.v1.NodeInfo
+	25, // 24: meridian.v1.Placement.shards:type_name -> meridian.v1.ShardInfo
+	0,  // 25: meridian.v1.ClockCheckResponse.state:type_name -> meridian.v1.ClockState
+	5,  // 26: meridian.v1.TxnMsg.txn:type_name -> meridian.v1.TxnMeta
+	6,  // 27: meridian.v1.TxnMsg.writes:type_name -> meridian.v1.Mutation
+	29, // 28: meridian.v1.PeerBatch.txn:type_name -> meridian.v1.TxnMsg
+	23, // 29: meridian.v1.JoinRequest.node:type_name -> meridian.v1.NodeInfo
+	23, // 30: meridian.v1.JoinResponse.nodes:type_name -> meridian.v1.NodeInfo
+	26, // 31: meridian.v1.JoinResponse.placement:type_name -> meridian.v1.Placement
+	26, // 32: meridian.v1.InstallPlacementRequest.placement:type_name -> meridian.v1.Placement
+	26, // 33: meridian.v1.InitResponse.placement:type_name -> meridian.v1.Placement
+	0,  // 34: meridian.v1.ClockStatus.state:type_name -> meridian.v1.ClockState
+	42, // 35: meridian.v1.ClockStatus.peers:type_name -> meridian.v1.ClockPeer
+	0,  // 36: meridian.v1.ClockPeer.state:type_name -> meridian.v1.ClockState
+	23, // 37: meridian.v1.StatusResponse.node:type_name -> meridian.v1.NodeInfo
+	41, // 38: meridian.v1.StatusResponse.clock:type_name -> meridian.v1.ClockStatus
+	43, // 39: meridian.v1.StatusResponse.groups:type_name -> meridian.v1.GroupStatus
+	9,  // 40: meridian.v1.Meridian.Read:input_type -> meridian.v1.ReadRequest
+	12, // 41: meridian.v1.Meridian.Commit:input_type -> meridian.v1.CommitRequest
+	14, // 42: meridian.v1.Meridian.Rollback:input_type -> meridian.v1.RollbackRequest
+	16, // 43: meridian.v1.Meridian.SnapshotRead:input_type -> meridian.v1.SnapshotReadRequest
+	17, // 44: meridian.v1.Meridian.StrongTimestamp:input_type -> meridian.v1.StrongTimestampRequest
+	19, // 45: meridian.v1.Meridian.Locate:input_type -> meridian.v1.LocateRequest
+	1,  // 46: meridian.v1.Meridian.Batch:input_type -> meridian.v1.BatchRequest
+	30, // 47: meridian.v1.Internal.Peer:input_type -> meridian.v1.PeerBatch
+	32, // 48: meridian.v1.Internal.Join:input_type -> meridian.v1.JoinRequest
+	34, // 49: meridian.v1.Internal.InstallPlacement:input_type -> meridian.v1.InstallPlacementRequest
+	27, // 50: meridian.v1.Internal.ClockCheck:input_type -> meridian.v1.ClockCheckRequest
+	38, // 51: meridian.v1.Admin.Init:input_type -> meridian.v1.InitRequest
+	40, // 52: meridian.v1.Admin.Status:input_type -> meridian.v1.StatusRequest
+	36, // 53: meridian.v1.Admin.Netem:input_type -> meridian.v1.NetemRequest
+	35, // 54: meridian.v1.Admin.ClockFence:input_type -> meridian.v1.ClockFenceRequest
+	10, // 55: meridian.v1.Meridian.Read:output_type -> meridian.v1.ReadResponse
+	13, // 56: meridian.v1.Meridian.Commit:output_type -> meridian.v1.CommitResponse
+	15, // 57: meridian.v1.Meridian.Rollback:output_type -> meridian.v1.RollbackResponse
+	10, // 58: meridian.v1.Meridian.SnapshotRead:output_type -> meridian.v1.ReadResponse
+	18, // 59: meridian.v1.Meridian.StrongTimestamp:output_type -> meridian.v1.StrongTimestampResponse
+	20, // 60: meridian.v1.Meridian.Locate:output_type -> meridian.v1.LocateResponse
+	3,  // 61: meridian.v1.Meridian.Batch:output_type -> meridian.v1.BatchResponse
+	31, // 62: meridian.v1.Internal.Peer:output_type -> meridian.v1.Ack
+	33, // 63: meridian.v1.Internal.Join:output_type -> meridian.v1.JoinResponse
+	31, // 64: meridian.v1.Internal.InstallPlacement:output_type -> meridian.v1.Ack
+	28, // 65: meridian.v1.Internal.ClockCheck:output_type -> meridian.v1.ClockCheckResponse
+	39, // 66: meridian.v1.Admin.Init:output_type -> meridian.v1.InitResponse
+	44, // 67: meridian.v1.Admin.Status:output_type -> meridian.v1.StatusResponse
+	37, // 68: meridian.v1.Admin.Netem:output_type -> meridian.v1.NetemResponse
+	41, // 69: meridian.v1.Admin.ClockFence:output_type -> meridian.v1.ClockStatus
+	55, // [55:70] is the sub-list for method output_type
+	40, // [40:55] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_meridian_proto_init() }
@@ -3119,13 +3546,14 @@ func file_meridian_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_proto_rawDesc), len(file_meridian_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   40,
+			NumEnums:      1,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
 		GoTypes:           file_meridian_proto_goTypes,
 		DependencyIndexes: file_meridian_proto_depIdxs,
+		EnumInfos:         file_meridian_proto_enumTypes,
 		MessageInfos:      file_meridian_proto_msgTypes,
 	}.Build()
 	File_meridian_proto = out.File

@@ -393,6 +393,7 @@ const (
 	Internal_Peer_FullMethodName             = "/meridian.v1.Internal/Peer"
 	Internal_Join_FullMethodName             = "/meridian.v1.Internal/Join"
 	Internal_InstallPlacement_FullMethodName = "/meridian.v1.Internal/InstallPlacement"
+	Internal_ClockCheck_FullMethodName       = "/meridian.v1.Internal/ClockCheck"
 )
 
 // InternalClient is the client API for Internal service.
@@ -409,6 +410,12 @@ type InternalClient interface {
 	// InstallPlacement hands a node the cluster's placement (written once, at
 	// init).
 	InstallPlacement(ctx context.Context, in *InstallPlacementRequest, opts ...grpc.CallOption) (*Ack, error)
+	// ClockCheck returns the node's TrueTime interval and its clock's state
+	// (architecture invariant 2): the caller brackets it with its own
+	// readings when it asked and when the answer came, and checks that the
+	// two meet. A node whose interval meets those of fewer than a majority
+	// fences its clock.
+	ClockCheck(ctx context.Context, in *ClockCheckRequest, opts ...grpc.CallOption) (*ClockCheckResponse, error)
 }
 
 type internalClient struct {
@@ -452,6 +459,16 @@ func (c *internalClient) InstallPlacement(ctx context.Context, in *InstallPlacem
 	return out, nil
 }
 
+func (c *internalClient) ClockCheck(ctx context.Context, in *ClockCheckRequest, opts ...grpc.CallOption) (*ClockCheckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClockCheckResponse)
+	err := c.cc.Invoke(ctx, Internal_ClockCheck_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -466,6 +483,12 @@ type InternalServer interface {
 	// InstallPlacement hands a node the cluster's placement (written once, at
 	// init).
 	InstallPlacement(context.Context, *InstallPlacementRequest) (*Ack, error)
+	// ClockCheck returns the node's TrueTime interval and its clock's state
+	// (architecture invariant 2): the caller brackets it with its own
+	// readings when it asked and when the answer came, and checks that the
+	// two meet. A node whose interval meets those of fewer than a majority
+	// fences its clock.
+	ClockCheck(context.Context, *ClockCheckRequest) (*ClockCheckResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -484,6 +507,9 @@ func (UnimplementedInternalServer) Join(context.Context, *JoinRequest) (*JoinRes
 }
 func (UnimplementedInternalServer) InstallPlacement(context.Context, *InstallPlacementRequest) (*Ack, error) {
 	return nil, status.Error(codes.Unimplemented, "method InstallPlacement not implemented")
+}
+func (UnimplementedInternalServer) ClockCheck(context.Context, *ClockCheckRequest) (*ClockCheckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClockCheck not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -549,6 +575,24 @@ func _Internal_InstallPlacement_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_ClockCheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClockCheckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).ClockCheck(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_ClockCheck_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).ClockCheck(ctx, req.(*ClockCheckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -564,6 +608,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "InstallPlacement",
 			Handler:    _Internal_InstallPlacement_Handler,
 		},
+		{
+			MethodName: "ClockCheck",
+			Handler:    _Internal_ClockCheck_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -576,9 +624,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_Init_FullMethodName   = "/meridian.v1.Admin/Init"
-	Admin_Status_FullMethodName = "/meridian.v1.Admin/Status"
-	Admin_Netem_FullMethodName  = "/meridian.v1.Admin/Netem"
+	Admin_Init_FullMethodName       = "/meridian.v1.Admin/Init"
+	Admin_Status_FullMethodName     = "/meridian.v1.Admin/Status"
+	Admin_Netem_FullMethodName      = "/meridian.v1.Admin/Netem"
+	Admin_ClockFence_FullMethodName = "/meridian.v1.Admin/ClockFence"
 )
 
 // AdminClient is the client API for Admin service.
@@ -594,6 +643,11 @@ type AdminClient interface {
 	// partition two regions, heal, set packet loss (FAILED_PRECONDITION on a
 	// real cluster, which has none).
 	Netem(ctx context.Context, in *NetemRequest, opts ...grpc.CallOption) (*NetemResponse, error)
+	// ClockFence fences this node's clock (an operator's decision), or lifts
+	// any fence once every lease issued under the old time has run out
+	// (FAILED_PRECONDITION before); the operator vouches for the time the
+	// clock's sources give.
+	ClockFence(ctx context.Context, in *ClockFenceRequest, opts ...grpc.CallOption) (*ClockStatus, error)
 }
 
 type adminClient struct {
@@ -634,6 +688,16 @@ func (c *adminClient) Netem(ctx context.Context, in *NetemRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *adminClient) ClockFence(ctx context.Context, in *ClockFenceRequest, opts ...grpc.CallOption) (*ClockStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClockStatus)
+	err := c.cc.Invoke(ctx, Admin_ClockFence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -647,6 +711,11 @@ type AdminServer interface {
 	// partition two regions, heal, set packet loss (FAILED_PRECONDITION on a
 	// real cluster, which has none).
 	Netem(context.Context, *NetemRequest) (*NetemResponse, error)
+	// ClockFence fences this node's clock (an operator's decision), or lifts
+	// any fence once every lease issued under the old time has run out
+	// (FAILED_PRECONDITION before); the operator vouches for the time the
+	// clock's sources give.
+	ClockFence(context.Context, *ClockFenceRequest) (*ClockStatus, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -665,6 +734,9 @@ func (UnimplementedAdminServer) Status(context.Context, *StatusRequest) (*Status
 }
 func (UnimplementedAdminServer) Netem(context.Context, *NetemRequest) (*NetemResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Netem not implemented")
+}
+func (UnimplementedAdminServer) ClockFence(context.Context, *ClockFenceRequest) (*ClockStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClockFence not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -741,6 +813,24 @@ func _Admin_Netem_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ClockFence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClockFenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ClockFence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ClockFence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ClockFence(ctx, req.(*ClockFenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -759,6 +849,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Netem",
 			Handler:    _Admin_Netem_Handler,
+		},
+		{
+			MethodName: "ClockFence",
+			Handler:    _Admin_ClockFence_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
