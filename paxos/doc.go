@@ -93,6 +93,14 @@
 //     void.
 //  6. A replica whose clock is unhealthy neither votes, campaigns, leads nor
 //     assigns timestamps.
+//  7. Commit wait (architecture invariant 6): an entry proposed with
+//     commitWait is applied nowhere before the leader that chose it sees
+//     TT.after(ts) on its own clock and releases it: the Chosen index of
+//     its Accepts stops short of the entry until then, and followers apply
+//     what is released, never on their own clocks (whose ε differs).
+//  8. A leader whose lease lapsed serves nothing and names no leader; it
+//     steps down when a higher ballot asks it for a promise, and by itself
+//     a lease and an election timeout after its lease ended.
 //
 // Membership is static (3 or 5 voters plus learners); the Config carries the
 // sets so a later joint-consensus change has a place to live.

@@ -7,6 +7,7 @@ type memLog struct {
 	first uint64  // index of slots[0]; everything below was truncated
 	slots []Entry // slots[i-first]
 	last  uint64  // highest index holding an entry, or first-1
+	bytes int     // sum of size() over the entries held
 }
 
 func newMemLog(first uint64) *memLog {
@@ -35,6 +36,10 @@ func (l *memLog) set(e Entry) {
 	for len(l.slots) <= off {
 		l.slots = append(l.slots, Entry{})
 	}
+	if old := &l.slots[off]; old.Index != 0 {
+		l.bytes -= old.size()
+	}
+	l.bytes += e.size()
 	l.slots[off] = e
 	if e.Index > l.last {
 		l.last = e.Index
@@ -47,6 +52,11 @@ func (l *memLog) truncatePrefix(upto uint64) {
 		return
 	}
 	n := upto + 1 - l.first
+	for i := range l.slots[:min(n, uint64(len(l.slots)))] {
+		if e := &l.slots[i]; e.Index != 0 {
+			l.bytes -= e.size()
+		}
+	}
 	if n >= uint64(len(l.slots)) {
 		l.slots = l.slots[:0]
 	} else {
@@ -66,11 +76,16 @@ func (l *memLog) truncateSuffix(upto uint64) {
 	}
 	if upto < l.first {
 		clear(l.slots)
-		l.slots, l.last = l.slots[:0], l.first-1
+		l.slots, l.last, l.bytes = l.slots[:0], l.first-1, 0
 		return
 	}
 	n := upto + 1 - l.first
 	if n < uint64(len(l.slots)) {
+		for i := range l.slots[n:] {
+			if e := &l.slots[n+uint64(i)]; e.Index != 0 {
+				l.bytes -= e.size()
+			}
+		}
 		clear(l.slots[n:]) // let the dropped entries' data be collected
 		l.slots = l.slots[:n]
 	}
@@ -86,6 +101,7 @@ func (l *memLog) reset(first uint64) {
 	l.first = first
 	l.slots = nil
 	l.last = first - 1
+	l.bytes = 0
 }
 
 // span returns the entries in [lo, hi] that exist, stopping after maxBytes

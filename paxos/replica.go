@@ -56,6 +56,16 @@ type progress struct {
 	lastGapReset tt.Timestamp
 	snapshot     bool // a snapshot is being sent
 	snapshotAt   tt.Timestamp
+	// snapshotWait is how long a snapshot in flight is given to arrive and
+	// be installed before it is presumed lost (SnapshotSent sets it from
+	// the snapshot's size); it doubles with every snapshot presumed lost
+	// in a row, so a follower that cannot install one costs little.
+	snapshotWait time.Duration
+	snapshotIdx  uint64 // the index of the snapshot in flight (SnapshotSent)
+	lostSnaps    int
+	// lastAck is when the replica last answered (an acceptance or a
+	// promise), by this leader's earliest; zero if never.
+	lastAck tt.Timestamp
 	// announced is the released index last sent to it (Accept.Chosen).
 	announced uint64
 }
@@ -395,6 +405,11 @@ func (r *Replica) handlePrepare(m Message) {
 	}
 	if !dup {
 		if !r.promised.Less(m.Ballot) || !r.voteFree() {
+			if r.role == roleLeader && r.lead.ballot.Less(m.Ballot) && r.now.Latest >= r.lead.leaseEnd && !r.lead.abdicating {
+				// A higher ballot campaigns and our lease has lapsed: we no
+				// longer lead (our own vote still binds until it ends).
+				r.stepDown()
+			}
 			reject(false)
 			return
 		}
@@ -718,7 +733,11 @@ func (r *Replica) becomeLeader() {
 		if id == r.cfg.ID {
 			continue
 		}
-		l.progress = append(l.progress, &progress{id: id, voter: r.isVoter(id), next: c.from, lastProgress: r.now.Earliest})
+		pr := &progress{id: id, voter: r.isVoter(id), next: c.from, lastProgress: r.now.Earliest}
+		if _, ok := c.promises[id]; ok {
+			pr.lastAck = r.now.Earliest
+		}
+		l.progress = append(l.progress, pr)
 	}
 	r.grantVote(b)
 	l.grants[r.cfg.ID] = r.now.Earliest
@@ -800,6 +819,14 @@ func (r *Replica) tickLeader() {
 		}
 		return
 	}
+	if !l.abdicating && r.now.Latest >= l.leaseEnd.Add(r.cfg.ElectionTimeout) {
+		// No quorum renewed the lease for a lease and an election timeout:
+		// partitioned, or others have moved on. Serving stopped when the
+		// lease ended; now stop claiming to lead, so that clients and
+		// status see no leader here, and follow whoever leads.
+		r.stepDown()
+		return
+	}
 	if r.now.Earliest >= l.nextHeartbeat {
 		r.heartbeat()
 		return
@@ -808,8 +835,11 @@ func (r *Replica) tickLeader() {
 		if r.retryDue(pr) {
 			r.resend(pr)
 		}
-		if pr.snapshot && r.now.Earliest.Sub(pr.snapshotAt) >= 10*r.cfg.RetryInterval {
-			pr.snapshot = false // presume lost; the next send retries
+		if pr.snapshot && r.now.Earliest.Sub(pr.snapshotAt) >= r.snapshotWait(pr) {
+			// Presumed lost: the next send retries, and gives the next
+			// snapshot twice as long.
+			pr.snapshot = false
+			pr.lostSnaps++
 		}
 	}
 }
@@ -931,10 +961,20 @@ func (r *Replica) handleAccepted(m Message) {
 	if pr == nil {
 		return
 	}
+	pr.lastAck = r.now.Earliest
+	if pr.snapshot && pr.snapshotIdx != 0 && m.LeaseReq > pr.snapshotAt && m.Index < pr.snapshotIdx {
+		// It answered an Accept sent after the snapshot (which travels
+		// before it on the same ordered stream) without having installed
+		// it: the snapshot was lost, or refused. Send another now.
+		pr.snapshot = false
+		pr.lostSnaps++
+	}
 	if m.Index > pr.match {
 		pr.match = m.Index
 		pr.lastProgress = r.now.Earliest
-		pr.snapshot = false
+		if pr.snapshot {
+			pr.snapshot, pr.lostSnaps = false, 0
+		}
 	}
 	if pr.next <= pr.match {
 		pr.next = pr.match + 1
@@ -1149,6 +1189,58 @@ func (r *Replica) RestoreSnapshot(now tt.Interval, st ApplyState, from ReplicaID
 	}
 	return true
 }
+
+// snapshotWait is how long a snapshot in flight to pr is given before it
+// is presumed lost.
+func (r *Replica) snapshotWait(pr *progress) time.Duration {
+	w := max(pr.snapshotWait, 10*r.cfg.RetryInterval)
+	return min(w<<min(pr.lostSnaps, 6), max(time.Minute, w))
+}
+
+// SnapshotSent tells the leader that a snapshot of the state at index is
+// on its way to a replica and how long it may take to arrive and be
+// installed (from its size); until then, or until the replica answers a
+// later Accept without having installed it, no other is sent to it.
+func (r *Replica) SnapshotSent(to ReplicaID, index uint64, wait time.Duration) {
+	if r.lead == nil {
+		return
+	}
+	for _, pr := range r.lead.progress {
+		if pr.id == to {
+			pr.snapshotWait, pr.snapshotIdx = wait, index
+			pr.snapshotAt = r.now.Earliest
+		}
+	}
+}
+
+// FollowerProgress is what a leader knows of another replica.
+type FollowerProgress struct {
+	ID    ReplicaID
+	Voter bool
+	// Match is the highest index known accepted or chosen there.
+	Match uint64
+	// LastAck is when it last answered, by the leader's earliest (zero:
+	// never under this leadership).
+	LastAck tt.Timestamp
+	// Snapshot is set while a snapshot is on its way to it.
+	Snapshot bool
+}
+
+// Followers returns, at a leader, what it knows of every other replica
+// (nil elsewhere).
+func (r *Replica) Followers() []FollowerProgress {
+	if r.lead == nil {
+		return nil
+	}
+	out := make([]FollowerProgress, 0, len(r.lead.progress))
+	for _, pr := range r.lead.progress {
+		out = append(out, FollowerProgress{ID: pr.id, Voter: pr.voter, Match: pr.match, LastAck: pr.lastAck, Snapshot: pr.snapshot})
+	}
+	return out
+}
+
+// LogBytes returns about how many bytes the in-memory log holds.
+func (r *Replica) LogBytes() int { return r.log.bytes }
 
 // ReportSnapshot tells the leader that sending a snapshot to a replica
 // finished (ok) or failed; a failed one is retried.
@@ -1484,6 +1576,9 @@ func (r *Replica) IsLeader() bool { return r.role == roleLeader }
 // LeaderHint returns the replica last known to lead (zero if unknown).
 func (r *Replica) LeaderHint() ReplicaID {
 	if r.role == roleLeader {
+		if !r.leaseValid() {
+			return 0 // leading without a lease: no one is known to serve
+		}
 		return r.cfg.ID
 	}
 	return r.leaderHint

@@ -121,8 +121,8 @@ const (
 	// MsgPromise is phase 1b: the answer to MsgPrepare.
 	MsgPromise
 	// MsgAccept is phase 2a, also the heartbeat: entries to accept, the
-	// leader's chosen index, a lease renewal request and a closed-timestamp
-	// promise.
+	// index the leader released for application, a lease renewal request
+	// and a closed-timestamp promise.
 	MsgAccept
 	// MsgAccepted is phase 2b: the acceptor's contiguous accepted index at
 	// the ballot, and its lease renewal answer.
@@ -190,7 +190,10 @@ type Message struct {
 	// Accepted → the acceptor's contiguous index (chosen, or accepted at
 	// Ballot); Snapshot → the snapshot's index.
 	Index uint64
-	// Chosen: Accept → the leader's chosen index; Promise → the acceptor's.
+	// Chosen: Accept → the index the leader released (chosen, and every
+	// commit-wait entry up to it past its commit wait on the leader's
+	// clock: followers apply up to it); Promise → the acceptor's chosen
+	// index.
 	Chosen  uint64
 	Entries []Entry
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"time"
 
 	"github.com/meridiandb/meridian/kv"
 	"github.com/meridiandb/meridian/paxos"
@@ -190,4 +191,14 @@ func (s *Store) installSnapshot(b *kv.Batch, start, end []byte, payload []byte) 
 		return st, 0, err
 	}
 	return st, horizon, nil
+}
+
+// SnapshotWait is how long a leader gives a snapshot of n bytes to arrive
+// and be installed before it presumes it lost and may send another
+// (paxos.Replica.SnapshotSent): 5 s, plus a second per 2 MiB (a slow link
+// or a busy follower). The leader doubles it for every snapshot presumed
+// lost in a row, and sends the next at once when the follower answers a
+// later message without having installed it.
+func SnapshotWait(n int) time.Duration {
+	return 5*time.Second + time.Duration(n)*time.Second/(2<<20)
 }
