@@ -36,8 +36,14 @@ type GroupConfig struct {
 	HeartbeatInterval time.Duration // default Lease/10, at most 200 ms
 	ElectionTimeout   time.Duration // default Lease/4, at most 1 s
 	// CompactAfter: truncate the log once this many applied entries are in
-	// it (default 10000); CompactKeep entries stay for lagging followers.
+	// it (default 10000); CompactKeep entries stay in any case. A leader
+	// truncates no entry a replica heard from within LogKeepFor (default
+	// 1 min) still needs, so that a follower away for a few seconds
+	// catches up from the log rather than by snapshot, unless the log
+	// then holds more than MaxLogBytes (default 64 MiB).
 	CompactAfter, CompactKeep int
+	LogKeepFor                time.Duration
+	MaxLogBytes               int
 	// InboxSize bounds queued inbound messages (default 8192; beyond, they
 	// are dropped and resent). RequestQueue bounds queued client requests
 	// (default 4096; beyond, requests fail with ErrBusy).
@@ -71,6 +77,12 @@ func (c *GroupConfig) fill() {
 	}
 	if c.CompactKeep <= 0 || c.CompactKeep > c.CompactAfter {
 		c.CompactKeep = c.CompactAfter / 4
+	}
+	if c.LogKeepFor <= 0 {
+		c.LogKeepFor = time.Minute
+	}
+	if c.MaxLogBytes <= 0 {
+		c.MaxLogBytes = 64 << 20
 	}
 	if c.InboxSize <= 0 {
 		c.InboxSize = 8192
@@ -668,10 +680,39 @@ func (g *Group) maybeTransfer() {
 	if now.Sub(g.leaderSince) < 2*g.cfg.HeartbeatInterval || now.Sub(g.lastTransfer) < 10*g.cfg.Lease {
 		return
 	}
+	if why := g.transferBlocked(p); why != "" {
+		g.log.Debug("not handing leadership home", "to", p, "why", why)
+		return
+	}
 	g.lastTransfer = now
 	if err := g.t.Replica().Abdicate(g.now(), p); err == nil {
 		g.log.Info("handing leadership to the home region's replica", "to", p)
 	}
+}
+
+// transferBlocked says why leadership may not go to replica p now (empty:
+// it may): p must have answered within two heartbeats, hold every chosen
+// entry, need no snapshot, and run on a node whose clock its peers trust.
+// A hand-off to a dead, lagging or fenced replica leaves the group without
+// a leader until an election.
+func (g *Group) transferBlocked(p paxos.ReplicaID) string {
+	r := g.t.Replica()
+	iv := g.now()
+	for _, f := range r.Followers() {
+		if f.ID != p {
+			continue
+		}
+		switch {
+		case f.LastAck == 0 || iv.Latest == 0 || iv.Earliest.Sub(f.LastAck) > 2*g.cfg.HeartbeatInterval:
+			return "it has not answered lately"
+		case f.Snapshot || f.Match < r.Status().Chosen:
+			return "it is behind"
+		case !g.node.guard.PeerTrusted(g.cfg.Nodes[p]):
+			return "its node's clock is not trusted"
+		}
+		return ""
+	}
+	return "no progress known"
 }
 
 func (g *Group) maybeCompact(st paxos.ApplyState) error {
@@ -680,6 +721,18 @@ func (g *Group) maybeCompact(st paxos.ApplyState) error {
 		return nil
 	}
 	before := st.Index - uint64(g.cfg.CompactKeep) + 1
+	if r.LogBytes() <= g.cfg.MaxLogBytes {
+		// Keep what a replica heard from lately still needs.
+		iv := g.now()
+		for _, f := range r.Followers() {
+			if f.LastAck != 0 && iv.Latest != 0 && iv.Earliest.Sub(f.LastAck) <= g.cfg.LogKeepFor && !f.Snapshot {
+				before = min(before, f.Match+1)
+			}
+		}
+	}
+	if before <= r.FirstIndex() {
+		return nil
+	}
 	b := g.node.eng.NewBatch()
 	if err := g.store.Truncate(b, before); err != nil {
 		b.Close()
@@ -741,10 +794,11 @@ func (g *Group) sendSnapshot(to paxos.ReplicaID, st paxos.ApplyState) {
 		r.ReportSnapshot(to, false)
 		return
 	}
-	g.log.Info("sending snapshot", "to", to, "index", st.Index, "bytes", len(payload))
+	wait := pebblestore.SnapshotWait(len(payload))
+	g.log.Info("sending snapshot", "to", to, "index", st.Index, "bytes", len(payload), "presumed_lost_after", wait)
 	g.node.sendPaxos(g, []paxos.Message{{Type: paxos.MsgSnapshot, Group: g.cfg.Group, From: g.cfg.Replica, To: to,
 		Ballot: r.Status().Promised, Index: st.Index, Snapshot: st, Payload: payload}})
-	r.ReportSnapshot(to, true)
+	r.SnapshotSent(to, st.Index, wait)
 }
 
 func (g *Group) installSnapshot(m paxos.Message) error {
@@ -755,7 +809,9 @@ func (g *Group) installSnapshot(m paxos.Message) error {
 	r := g.t.Replica()
 	cur := r.Status()
 	if st.Index <= cur.Chosen || st.Index <= cur.Applied.Index {
-		return nil // stale: we already have it
+		g.log.Info("snapshot not installed: this replica already holds its index", "from", m.From, "index", st.Index,
+			"chosen", cur.Chosen, "applied", cur.Applied.Index)
+		return nil
 	}
 	b := g.node.eng.NewBatch()
 	if _, _, err := g.store.InstallSnapshot(b, g.cfg.Start, g.cfg.End, m.Payload); err != nil {

@@ -225,7 +225,43 @@ func TestGroupCommitsAndFailsOver(t *testing.T) {
 	}
 }
 
+// A follower away for longer than the leader keeps the log for (here: a
+// log bound of one byte) catches up by snapshot.
 func TestGroupSnapshotCatchUp(t *testing.T) {
+	c := newTestCluster(t, 3, 1, func(cfg *GroupConfig) { cfg.CompactAfter, cfg.CompactKeep, cfg.MaxLogBytes = 20, 5, 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.commit(ctx, 1, put(1, "a", "0")); err != nil {
+		t.Fatal(err)
+	}
+	follower := 0
+	for i, nd := range c.nodes {
+		if !nd.Group(1).IsLeader() {
+			follower = i + 1
+			break
+		}
+	}
+	c.stop(follower)
+	for i := 0; i < 60; i++ {
+		if _, err := c.commit(ctx, 1, put(1, fmt.Sprintf("k%d", i), "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.commit(ctx, 1, put(1, "a", "last")); err != nil {
+		t.Fatal(err)
+	}
+	c.start(follower)
+	c.waitValue(follower, 1, "a", "last")
+	c.waitValue(follower, 1, "k0", "x")
+	if c.tr.Snapshots() == 0 {
+		t.Fatal("no snapshot was sent: the follower replayed the log the leader should have truncated")
+	}
+}
+
+// A follower away briefly catches up from the leader's log, not by a
+// snapshot: the leader keeps what a replica heard from within LogKeepFor
+// still needs, however far CompactAfter would truncate.
+func TestGroupCatchUpFromLog(t *testing.T) {
 	c := newTestCluster(t, 3, 1, func(cfg *GroupConfig) { cfg.CompactAfter, cfg.CompactKeep = 20, 5 })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -251,12 +287,18 @@ func TestGroupSnapshotCatchUp(t *testing.T) {
 	c.start(follower)
 	c.waitValue(follower, 1, "a", "last")
 	c.waitValue(follower, 1, "k0", "x")
-	deadline := time.Now().Add(5 * time.Second)
-	for c.nodes[follower-1].Group(1).Status().Paxos.First <= 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("follower log starts at 1: it replayed instead of installing a snapshot")
+	if n := c.tr.Snapshots(); n != 0 {
+		t.Fatalf("%d snapshots sent to a follower away for 62 commits", n)
+	}
+	// The leader truncates once the follower has caught up.
+	l := c.leader(1)
+	for i := 0; i < 30; i++ {
+		if _, err := c.commit(ctx, 1, put(1, fmt.Sprintf("m%d", i), "y")); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
+	}
+	if first := l.Status().Paxos.First; first <= 1 {
+		t.Errorf("the leader's log still starts at %d after the follower caught up", first)
 	}
 }
 

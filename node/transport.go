@@ -2,6 +2,7 @@ package node
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/meridiandb/meridian/paxos"
 	"github.com/meridiandb/meridian/txn"
@@ -33,7 +34,12 @@ type MemTransport struct {
 	mu    sync.RWMutex
 	nodes map[NodeID]Receiver
 	down  map[NodeID]bool
+	// snapshots counts the snapshot messages sent (delivered or not).
+	snapshots atomic.Int64
 }
+
+// Snapshots returns how many snapshot messages were sent over t.
+func (t *MemTransport) Snapshots() int64 { return t.snapshots.Load() }
 
 // NewMemTransport returns an empty in-process transport.
 func NewMemTransport() *MemTransport {
@@ -74,6 +80,11 @@ func (t *MemTransport) get(to NodeID) Receiver {
 // SendPaxos delivers msgs to node to (copying entries out of the sender's
 // buffers).
 func (t *MemTransport) SendPaxos(to NodeID, msgs []paxos.Message) {
+	for _, m := range msgs {
+		if m.Type == paxos.MsgSnapshot {
+			t.snapshots.Add(1)
+		}
+	}
 	r := t.get(to)
 	if r == nil || len(msgs) == 0 {
 		return

@@ -635,7 +635,8 @@ func (s *txnSim) sendSnapshot(rep *trep, to paxos.ReplicaID, st paxos.ApplyState
 	}
 	s.sendPaxos(n, paxos.Message{Type: paxos.MsgSnapshot, Group: rep.group, From: rep.id, To: to,
 		Ballot: rep.g.Replica().Status().Promised, Index: st.Index, Snapshot: st, Payload: payload})
-	rep.g.Replica().ReportSnapshot(to, true)
+	// As the runtime: the leader gives it time to arrive (from its size).
+	rep.g.Replica().SnapshotSent(to, st.Index, pebblestore.SnapshotWait(len(payload)))
 }
 
 func (s *txnSim) installSnapshot(rep *trep, m paxos.Message) {
