@@ -31,7 +31,7 @@ var (
 	binaryErr  error
 )
 
-func meridianBinary(t *testing.T) string {
+func meridianBinary(t testing.TB) string {
 	t.Helper()
 	binaryOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "meridian-bin-")
@@ -51,7 +51,7 @@ func meridianBinary(t *testing.T) string {
 	return binaryPath
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -28,6 +28,7 @@ type simTxnFlags struct {
 	clients   int
 	sweep     string
 	trace     bool
+	uniform   bool
 }
 
 func newSimTxnCmd() *cobra.Command {
@@ -74,6 +75,7 @@ clock uncertainties and prints where commit wait starts to cost.`,
 	fl.IntVar(&f.clients, "clients", 3, "clients per region")
 	fl.StringVar(&f.sweep, "sweep-epsilon", "", "comma-separated ε values to sweep (table of latency and exposed commit wait per ε)")
 	fl.BoolVar(&f.trace, "trace", false, "print faults and leadership changes as they happen (use with --seed)")
+	fl.BoolVar(&f.uniform, "uniform-clocks", false, "give every node the same sample error (--epsilon) and sampling instants; by default each node's error is --epsilon times a factor in [1/4, 4] and it samples at its own phase (a --sweep-epsilon run is uniform)")
 	return cmd
 }
 
@@ -126,7 +128,8 @@ func runSimTxn(cmd *cobra.Command, f *simTxnFlags) error {
 		for i := 0; i < n; i++ {
 			seed := first + uint64(i)
 			opts := sim.TxnOptions{Seed: seed, Placement: f.placement, Preset: f.preset, Duration: f.duration,
-				Lease: f.lease, Faults: faults, Bug: f.bug, ClockError: eps, ClientsPerRegion: f.clients}
+				Lease: f.lease, Faults: faults, Bug: f.bug, ClockError: eps, ClientsPerRegion: f.clients,
+				UniformClocks: f.sweep != "" || f.uniform}
 			if f.trace {
 				opts.Trace = func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), s) }
 			}
