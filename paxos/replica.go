@@ -63,8 +63,8 @@ type progress struct {
 	snapshotWait time.Duration
 	snapshotIdx  uint64 // the index of the snapshot in flight (SnapshotSent)
 	lostSnaps    int
-	// lastAck is when the replica last answered (an acceptance or a
-	// promise), by this leader's earliest; zero if never.
+	// lastAck is when the replica last answered, by this leader's
+	// earliest, or when this leadership began if it has not yet.
 	lastAck tt.Timestamp
 	// announced is the released index last sent to it (Accept.Chosen).
 	announced uint64
@@ -78,6 +78,7 @@ type candidacy struct {
 	grants   map[ReplicaID]tt.Timestamp
 	pre      bool // still in pre-vote
 	preOK    map[ReplicaID]bool
+	preSent  tt.Timestamp // when the pre-votes last went out
 }
 
 type leadership struct {
@@ -359,10 +360,56 @@ func (r *Replica) Tick(now tt.Interval) {
 			// free, before trying again: campaigning again at once would
 			// keep our vote busy and could duel forever.
 			r.abandonCandidacy()
+			return
+		}
+		if r.cand.pre && now.Earliest >= r.cand.preSent.Add(r.preVoteRetry()) {
+			// Voters refuse a pre-vote while their vote for the old leader
+			// binds; ask again rather than wait out the candidacy.
+			r.sendPreVotes()
 		}
 	case roleFollower:
 		if r.healthy && now.Earliest >= r.electionDeadline {
+			if end := r.voteBoundUntil(); end != 0 {
+				// Our own lease vote still binds (to a leader we no longer
+				// hear): no pre-vote can succeed before it ends, ours
+				// included. Campaign just after it, with a little jitter:
+				// the other followers' votes end about then too.
+				et := r.cfg.ElectionTimeout
+				r.electionDeadline = end.Add(time.Nanosecond + time.Duration(r.cfg.Rand.Int64N(int64(et/4)+1)))
+				return
+			}
 			r.campaign(true)
+		}
+	}
+}
+
+// voteBoundUntil returns, while this replica's own lease vote (or its
+// restart rule) forbids voting for a new ballot, when that ends (zero when
+// it does not).
+func (r *Replica) voteBoundUntil() tt.Timestamp {
+	var end tt.Timestamp
+	if !r.now.After(r.noVoteUntil) {
+		end = r.noVoteUntil
+	}
+	if !r.vote.ballot.IsZero() && !r.now.After(r.vote.end) {
+		end = max(end, r.vote.end)
+	}
+	return end
+}
+
+// preVoteRetry is how often a candidate in pre-vote asks again.
+func (r *Replica) preVoteRetry() time.Duration {
+	return max(r.cfg.HeartbeatInterval/2, 10*time.Millisecond)
+}
+
+// sendPreVotes asks every voter that has not said yes whether it would
+// promise the candidacy's ballot.
+func (r *Replica) sendPreVotes() {
+	c := r.cand
+	c.preSent = r.now.Earliest
+	for _, id := range r.cfg.Voters {
+		if !c.preOK[id] {
+			r.send(Message{Type: MsgPreVote, To: id, Ballot: c.ballot, Index: c.from})
 		}
 	}
 }
@@ -590,9 +637,7 @@ func (r *Replica) campaign(pre bool) {
 		r.startPrepare()
 		return
 	}
-	for _, id := range r.cfg.Voters {
-		r.send(Message{Type: MsgPreVote, To: id, Ballot: b, Index: r.cand.from})
-	}
+	r.sendPreVotes()
 }
 
 // startPrepare runs phase 1 for the candidacy's ballot. The ballot's round
@@ -733,11 +778,11 @@ func (r *Replica) becomeLeader() {
 		if id == r.cfg.ID {
 			continue
 		}
-		pr := &progress{id: id, voter: r.isVoter(id), next: c.from, lastProgress: r.now.Earliest}
-		if _, ok := c.promises[id]; ok {
-			pr.lastAck = r.now.Earliest
-		}
-		l.progress = append(l.progress, pr)
+		// Every replica counts as heard from when the leadership begins:
+		// one that was down through the election may be back in a moment,
+		// and the log it needs is kept for it as for any other.
+		l.progress = append(l.progress, &progress{id: id, voter: r.isVoter(id), next: c.from, lastProgress: r.now.Earliest,
+			lastAck: r.now.Earliest})
 	}
 	r.grantVote(b)
 	l.grants[r.cfg.ID] = r.now.Earliest
@@ -1219,8 +1264,8 @@ type FollowerProgress struct {
 	Voter bool
 	// Match is the highest index known accepted or chosen there.
 	Match uint64
-	// LastAck is when it last answered, by the leader's earliest (zero:
-	// never under this leadership).
+	// LastAck is when it last answered, by the leader's earliest (when
+	// the leadership began, if it has not answered since).
 	LastAck tt.Timestamp
 	// Snapshot is set while a snapshot is on its way to it.
 	Snapshot bool
@@ -1424,6 +1469,9 @@ func (r *Replica) wake() tt.Timestamp {
 		}
 	case roleCandidate:
 		set(r.cand.deadline)
+		if r.cand.pre {
+			set(r.cand.preSent.Add(r.preVoteRetry()))
+		}
 	case roleFollower:
 		set(r.electionDeadline)
 	}
