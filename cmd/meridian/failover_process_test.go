@@ -67,6 +67,19 @@ func (r *recovery) pending() []uint64 {
 	return gs
 }
 
+// lastGaps returns the last gap measured for each of groups.
+func (r *recovery) lastGaps(groups []uint64) []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []time.Duration
+	for _, g := range groups {
+		if gs := r.gaps[g]; len(gs) > 0 {
+			out = append(out, gs[len(gs)-1])
+		}
+	}
+	return out
+}
+
 func (r *recovery) all() []time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -117,7 +130,8 @@ func median(ds []time.Duration) time.Duration {
 // the node leading it is killed (kill -9) or stopped (SIGSTOP), on three
 // `meridian start` processes (spread placement, 2 s leases) with writers
 // on every shard. Each iteration faults the leader of the next shard,
-// keeps it down 4–6 s, restarts (or continues) it and lets it catch up:
+// keeps it down 4–6 s, restarts (or continues) it and waits until it has
+// caught up:
 //
 //	go test ./cmd/meridian -run '^$' -bench LeaderFailover -benchtime 20x
 //
@@ -158,7 +172,8 @@ func benchmarkFailover(b *testing.B, mode string) {
 		} else {
 			p.signal(syscall.SIGSTOP)
 		}
-		rec.fault(time.Now(), groups...)
+		at := time.Now()
+		rec.fault(at, groups...)
 		down := 4*time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
 		time.Sleep(down)
 		if mode == "kill" {
@@ -174,9 +189,15 @@ func benchmarkFailover(b *testing.B, mode string) {
 			stalls++
 			b.Logf("fault %d (%s node %d, leader of %v): groups %v took no write for 60 s", i, mode, victim, groups, gs)
 		}
-		// Let the node catch up before the next fault.
+		if testing.Verbose() {
+			b.Logf("fault %d (%s node %d at %s, leader of %v): gaps %v", i, mode, victim, at.Format("15:04:05.000"), groups, rec.lastGaps(groups))
+		}
+		// Let the node catch up before the next fault: this measures a
+		// leader's failure, not a second failure while a replica of the
+		// group is still behind.
 		c.waitLeaders(60 * time.Second)
-		time.Sleep(2 * time.Second)
+		c.waitCaughtUp(victim, 60*time.Second)
+		time.Sleep(time.Second)
 	}
 	b.StopTimer()
 	gaps := rec.all()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -149,6 +150,12 @@ func startProcessCluster(t testing.TB, n int, lease time.Duration, args func(i i
 		if t.Failed() {
 			for _, p := range c.nodes {
 				t.Logf("node %d (%s) log:\n%s", p.i, p.addr, tail(p.log.String(), 150))
+			}
+		}
+		// MERIDIAN_PROCESS_LOGS=dir keeps every node's whole log there.
+		if dir := os.Getenv("MERIDIAN_PROCESS_LOGS"); dir != "" {
+			for _, p := range c.nodes {
+				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-node%d.log", strings.ReplaceAll(t.Name(), "/", "_"), p.i)), []byte(p.log.String()), 0o644)
 			}
 		}
 	})
@@ -424,6 +431,46 @@ func (w *workload) readPair(ctx context.Context, rng *rand.Rand) {
 	}
 	w.h.reads.Add(1)
 	w.h.add(rec)
+}
+
+// waitCaughtUp waits until node i has applied, in every group it hosts,
+// all but a few entries of what the group's leader has applied.
+func (c *pcluster) waitCaughtUp(i int, within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		leaders, _ := c.leaders()
+		behind := false
+		st, err := c.nodes[i].status(c.t)
+		if err != nil {
+			behind = true
+		} else {
+			for _, g := range st.Groups {
+				l, ok := leaders[g.Group]
+				if !ok {
+					behind = true
+					continue
+				}
+				lst, err := c.nodes[l].status(c.t)
+				if err != nil {
+					behind = true
+					continue
+				}
+				for _, lg := range lst.Groups {
+					if lg.Group == g.Group && g.AppliedIndex+50 < lg.AppliedIndex {
+						behind = true
+					}
+				}
+			}
+		}
+		if !behind {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("node %d not caught up within %s", i, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // groupsLedBy returns the groups node i leads (as it reports).
