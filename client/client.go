@@ -58,6 +58,8 @@ type Client struct {
 	placement *meridianpb.Placement
 	addrs     map[uint64]string // node → address
 	leaders   map[uint64]uint64 // group → node believed to lead
+	watches   map[string]*stallWatch
+	stalled   map[string]time.Time // address → when it was found stalled
 }
 
 // New connects to the cluster and loads its placement.
@@ -72,7 +74,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.MaxAttempts = 20
 	}
 	c := &Client{cfg: cfg, conns: map[string]*grpc.ClientConn{}, apis: map[string]meridianpb.MeridianClient{},
-		addrs: map[uint64]string{}, leaders: map[uint64]uint64{}}
+		addrs: map[uint64]string{}, leaders: map[uint64]uint64{}, watches: map[string]*stallWatch{}, stalled: map[string]time.Time{}}
 	if err := c.Refresh(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -238,14 +240,22 @@ func (c *Client) shardsOf(start, end []byte) []*meridianpb.ShardInfo {
 func (c *Client) leaderAddr(s *meridianpb.ShardInfo) string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if n, ok := c.leaders[s.Group]; ok {
+	if n, ok := c.leaders[s.Group]; ok && !c.avoided(c.addrs[n]) {
 		return c.addrs[n]
 	}
-	var voters []uint64
+	// A voter at random, avoiding nodes that stopped answering lately
+	// unless every voter did.
+	var voters, live []uint64
 	for _, r := range s.Replicas {
 		if r.Voter {
 			voters = append(voters, r.Node)
+			if !c.avoided(c.addrs[r.Node]) {
+				live = append(live, r.Node)
+			}
 		}
+	}
+	if len(live) > 0 {
+		voters = live
 	}
 	if len(voters) == 0 {
 		return ""
@@ -261,7 +271,7 @@ func (c *Client) nearestAddr(s *meridianpb.ShardInfo) string {
 	var local []string
 	for _, r := range s.Replicas {
 		for _, n := range c.placement.Nodes {
-			if n.Id == r.Node && n.Region == region && region != "" {
+			if n.Id == r.Node && n.Region == region && region != "" && !c.avoided(c.addrs[n.Id]) {
 				local = append(local, c.addrs[n.Id])
 			}
 		}
@@ -306,7 +316,7 @@ func (c *Client) invoke(ctx context.Context, s *meridianpb.ShardInfo, r route, f
 		if err != nil {
 			return err
 		}
-		err = fn(ctx, c.api(addr, conn))
+		err = c.call(ctx, addr, conn, fn)
 		if err == nil {
 			if r == toLeader {
 				c.noteLeader(s.Group, addr)
@@ -340,6 +350,21 @@ func (c *Client) invoke(ctx context.Context, s *meridianpb.ShardInfo, r route, f
 		}
 	}
 	return wrap(last)
+}
+
+// call runs fn against the node at addr, failing it Unavailable if the
+// node stops answering while it waits (see stallWatch).
+func (c *Client) call(ctx context.Context, addr string, conn *grpc.ClientConn, fn func(ctx context.Context, cl meridianpb.MeridianClient) error) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w := c.watch(addr, conn)
+	id := w.begin(cancel)
+	err := fn(actx, c.api(addr, conn))
+	w.end(id)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errStalled) {
+		return status.Errorf(codes.Unavailable, "node %s stopped answering (no answer to a health check within %s)", addr, stallProbeTimeout)
+	}
+	return err
 }
 
 func (c *Client) noteLeader(group uint64, addr string) {

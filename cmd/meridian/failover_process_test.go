@@ -420,3 +420,45 @@ func hintOfErr(err error) *meridianpb.LeaderHint {
 	}
 	return nil
 }
+
+// TestProcessesClientLeavesStoppedLeader stops (SIGSTOP) the node leading
+// a group and keeps it stopped: its connections stay open and nothing
+// answers on them. The group elects another leader after about a lease,
+// and the client, finding that the node no longer answers health checks,
+// takes its writes there: they resume while the old leader is still
+// stopped.
+func TestProcessesClientLeavesStoppedLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes; skipped with -short")
+	}
+	const lease = 2 * time.Second
+	c := startProcessCluster(t, 3, lease, func(int) []string { return []string{"--epsilon", "1ms"} })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := c.client(ctx)
+	key := []byte("n/stalled")
+	put := func(v string) error {
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer wcancel()
+		_, err := cl.Apply(wctx, []client.Mutation{client.Put(key, []byte(v))})
+		return err
+	}
+	if err := put("0"); err != nil {
+		t.Fatal(err)
+	}
+	g := groupOf(cl.Placement(), key)
+	l := c.waitLeaders(15 * time.Second)[g]
+	c.nodes[l].signal(syscall.SIGSTOP)
+	defer c.nodes[l].signal(syscall.SIGCONT)
+	stopped := time.Now()
+	for i := 1; ; i++ {
+		err := put(fmt.Sprint(i))
+		if err == nil {
+			t.Logf("writes to group %d resumed %s after its leader (node %d) stopped", g, time.Since(stopped).Round(10*time.Millisecond), l)
+			break
+		}
+		if time.Since(stopped) > 15*time.Second {
+			t.Fatalf("no write to group %d in %s while its old leader (node %d) stays stopped (lease %s): %v", g, time.Since(stopped).Round(time.Millisecond), l, lease, err)
+		}
+	}
+}
