@@ -225,12 +225,10 @@ func TestGroupCommitsAndFailsOver(t *testing.T) {
 	}
 }
 
-// A follower away for longer than the leader keeps the log for (here: a
-// log bound of one byte) catches up by snapshot.
-func TestGroupSnapshotCatchUp(t *testing.T) {
-	c := newTestCluster(t, 3, 1, func(cfg *GroupConfig) { cfg.CompactAfter, cfg.CompactKeep, cfg.MaxLogBytes = 20, 5, 1 })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// catchUpAfterAbsence stops a follower of group 1, commits 62 writes
+// without it, restarts it and waits until it has them all.
+func catchUpAfterAbsence(ctx context.Context, t *testing.T, c *testCluster) {
+	t.Helper()
 	if _, err := c.commit(ctx, 1, put(1, "a", "0")); err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +251,15 @@ func TestGroupSnapshotCatchUp(t *testing.T) {
 	c.start(follower)
 	c.waitValue(follower, 1, "a", "last")
 	c.waitValue(follower, 1, "k0", "x")
+}
+
+// A follower away for longer than the leader keeps the log for (here: a
+// log bound of one byte) catches up by snapshot.
+func TestGroupSnapshotCatchUp(t *testing.T) {
+	c := newTestCluster(t, 3, 1, func(cfg *GroupConfig) { cfg.CompactAfter, cfg.CompactKeep, cfg.MaxLogBytes = 20, 5, 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	catchUpAfterAbsence(ctx, t, c)
 	if c.tr.Snapshots() == 0 {
 		t.Fatal("no snapshot was sent: the follower replayed the log the leader should have truncated")
 	}
@@ -265,28 +272,7 @@ func TestGroupCatchUpFromLog(t *testing.T) {
 	c := newTestCluster(t, 3, 1, func(cfg *GroupConfig) { cfg.CompactAfter, cfg.CompactKeep = 20, 5 })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := c.commit(ctx, 1, put(1, "a", "0")); err != nil {
-		t.Fatal(err)
-	}
-	follower := 0
-	for i, nd := range c.nodes {
-		if !nd.Group(1).IsLeader() {
-			follower = i + 1
-			break
-		}
-	}
-	c.stop(follower)
-	for i := 0; i < 60; i++ {
-		if _, err := c.commit(ctx, 1, put(1, fmt.Sprintf("k%d", i), "x")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.commit(ctx, 1, put(1, "a", "last")); err != nil {
-		t.Fatal(err)
-	}
-	c.start(follower)
-	c.waitValue(follower, 1, "a", "last")
-	c.waitValue(follower, 1, "k0", "x")
+	catchUpAfterAbsence(ctx, t, c)
 	if n := c.tr.Snapshots(); n != 0 {
 		t.Fatalf("%d snapshots sent to a follower away for 62 commits", n)
 	}

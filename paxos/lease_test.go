@@ -50,39 +50,28 @@ func TestLeaderWithoutLeaseStepsDown(t *testing.T) {
 // it for a promise, even while its own vote for itself still binds and
 // it refuses that vote.
 func TestLapsedLeaderStepsDownForHigherBallot(t *testing.T) {
-	n := newTnet(t, 3, 0, nil)
-	n.propose("warm-up")
-	old := n.leader()
-	b := old.r.LeaderBallot()
-	n.now = old.r.Status().LeaseEnd.Add(n.eps + time.Millisecond)
-	if old.r.Leaseholder(n.interval(old)) {
-		t.Fatal("lease still valid")
-	}
-	var other ReplicaID
-	for _, id := range n.ids {
-		if id != old.id {
-			other = id
+	for _, lapsed := range []bool{true, false} {
+		n := newTnet(t, 3, 0, nil)
+		n.propose("warm-up")
+		l := n.leader()
+		b := l.r.LeaderBallot()
+		if lapsed {
+			n.now = l.r.Status().LeaseEnd.Add(n.eps + time.Millisecond)
+			if l.r.Leaseholder(n.interval(l)) {
+				t.Fatal("lease still valid")
+			}
 		}
-	}
-	n.deliver(Message{Type: MsgPrepare, Group: 7, From: other, To: old.id, Ballot: Ballot{Round: b.Round + 1, Replica: other},
-		Index: old.r.Status().Chosen + 1, LeaseReq: n.interval(old).Earliest})
-	if old.r.IsLeader() {
-		t.Fatal("a leader with a lapsed lease kept leading after a higher ballot's Prepare")
-	}
-	// A higher ballot while the lease holds changes nothing.
-	n2 := newTnet(t, 3, 0, nil)
-	n2.propose("warm-up")
-	l := n2.leader()
-	b = l.r.LeaderBallot()
-	var o ReplicaID
-	for _, id := range n2.ids {
-		if id != l.id {
-			o = id
+		var other ReplicaID
+		for _, id := range n.ids {
+			if id != l.id {
+				other = id
+			}
 		}
-	}
-	n2.deliver(Message{Type: MsgPrepare, Group: 7, From: o, To: l.id, Ballot: Ballot{Round: b.Round + 1, Replica: o},
-		Index: l.r.Status().Chosen + 1, LeaseReq: n2.interval(l).Earliest})
-	if !l.r.IsLeader() {
-		t.Fatal("a leader within its lease stepped down for a Prepare it refused")
+		n.deliver(Message{Type: MsgPrepare, Group: 7, From: other, To: l.id, Ballot: Ballot{Round: b.Round + 1, Replica: other},
+			Index: l.r.Status().Chosen + 1, LeaseReq: n.interval(l).Earliest})
+		// Within its lease a higher ballot it refuses changes nothing.
+		if l.r.IsLeader() == lapsed {
+			t.Errorf("lease lapsed %v: after a higher ballot's Prepare, still leading %v", lapsed, l.r.IsLeader())
+		}
 	}
 }

@@ -80,3 +80,16 @@ func (f *connFlags) adminConn() (*grpc.ClientConn, meridianpb.AdminClient, error
 	}
 	return conn, meridianpb.NewAdminClient(conn), nil
 }
+
+// withAdmin dials the --host node's admin service and calls fn with a
+// context bounded by --timeout.
+func (f *connFlags) withAdmin(ctx context.Context, fn func(ctx context.Context, admin meridianpb.AdminClient) error) error {
+	conn, admin, err := f.adminConn()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	return fn(ctx, admin)
+}

@@ -126,6 +126,40 @@ func median(ds []time.Duration) time.Duration {
 	return ds[len(ds)/2]
 }
 
+// faultLeader kills (kill -9) or stops (SIGSTOP) the node leading group
+// g, marks the groups it led as faulted in rec, keeps it down for down,
+// restarts or continues it, and waits up to within for every group to
+// take a write again. It returns the node, the groups it led, when the
+// fault struck, and the groups that took no write within.
+func faultLeader(tb testing.TB, c *pcluster, rec *recovery, g uint64, mode string, down, within time.Duration) (victim int, groups []uint64, at time.Time, stalled []uint64) {
+	leaders := c.waitLeaders(within)
+	victim = leaders[g]
+	for g, n := range leaders {
+		if n == victim {
+			groups = append(groups, g)
+		}
+	}
+	slices.Sort(groups)
+	p := c.nodes[victim]
+	if mode == "kill" {
+		p.kill()
+	} else {
+		p.signal(syscall.SIGSTOP)
+	}
+	at = time.Now()
+	rec.fault(at, groups...)
+	time.Sleep(down)
+	if mode == "kill" {
+		p.start(tb, c.bin, c.nodes[(victim+1)%len(c.nodes)].addr)
+	} else {
+		p.signal(syscall.SIGCONT)
+	}
+	for deadline := time.Now().Add(within); len(rec.pending()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return victim, groups, at, rec.pending()
+}
+
 // BenchmarkLeaderFailover measures how long a shard takes no write after
 // the node leading it is killed (kill -9) or stopped (SIGSTOP), on three
 // `meridian start` processes (spread placement, 2 s leases) with writers
@@ -158,36 +192,11 @@ func benchmarkFailover(b *testing.B, mode string) {
 	stalls := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		leaders := c.waitLeaders(60 * time.Second)
-		victim := leaders[uint64(i%3+1)]
-		var groups []uint64
-		for g, n := range leaders {
-			if n == victim {
-				groups = append(groups, g)
-			}
-		}
-		p := c.nodes[victim]
-		if mode == "kill" {
-			p.kill()
-		} else {
-			p.signal(syscall.SIGSTOP)
-		}
-		at := time.Now()
-		rec.fault(at, groups...)
 		down := 4*time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
-		time.Sleep(down)
-		if mode == "kill" {
-			p.start(b, c.bin, c.nodes[(victim+1)%3].addr)
-		} else {
-			p.signal(syscall.SIGCONT)
-		}
-		deadline := time.Now().Add(60 * time.Second)
-		for len(rec.pending()) > 0 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if gs := rec.pending(); len(gs) > 0 {
+		victim, groups, at, stalled := faultLeader(b, c, rec, uint64(i%3+1), mode, down, 60*time.Second)
+		if len(stalled) > 0 {
 			stalls++
-			b.Logf("fault %d (%s node %d, leader of %v): groups %v took no write for 60 s", i, mode, victim, groups, gs)
+			b.Logf("fault %d (%s node %d, leader of %v): groups %v took no write for 60 s", i, mode, victim, groups, stalled)
 		}
 		if testing.Verbose() {
 			b.Logf("fault %d (%s node %d at %s, leader of %v): gaps %v", i, mode, victim, at.Format("15:04:05.000"), groups, rec.lastGaps(groups))
@@ -334,34 +343,10 @@ func TestProcessesFailoverCycles(t *testing.T) {
 	defer cancel()
 	time.Sleep(time.Second)
 	for i, mode := range []string{"kill", "stop", "kill", "stop"} {
-		leaders := c.waitLeaders(30 * time.Second)
-		victim := leaders[uint64(i%3+1)]
-		var groups []uint64
-		for g, n := range leaders {
-			if n == victim {
-				groups = append(groups, g)
-			}
-		}
-		p := c.nodes[victim]
-		t.Logf("%s node %d (leads %v)", mode, victim, groups)
-		if mode == "kill" {
-			p.kill()
-		} else {
-			p.signal(syscall.SIGSTOP)
-		}
-		rec.fault(time.Now(), groups...)
-		time.Sleep(4 * time.Second)
-		if mode == "kill" {
-			p.start(t, c.bin, c.nodes[(victim+1)%3].addr)
-		} else {
-			p.signal(syscall.SIGCONT)
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		for len(rec.pending()) > 0 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if gs := rec.pending(); len(gs) > 0 {
-			t.Fatalf("%s node %d: groups %v took no write for 30 s", mode, victim, gs)
+		victim, groups, _, stalled := faultLeader(t, c, rec, uint64(i%3+1), mode, 4*time.Second, 30*time.Second)
+		t.Logf("%s node %d (led %v)", mode, victim, groups)
+		if len(stalled) > 0 {
+			t.Fatalf("%s node %d: groups %v took no write for 30 s", mode, victim, stalled)
 		}
 		c.waitLeaders(30 * time.Second)
 		time.Sleep(time.Second)

@@ -28,14 +28,11 @@ func newNodeCmd() *cobra.Command {
 			if err := outputFormat(f.output, "table", "json"); err != nil {
 				return err
 			}
-			conn, admin, err := f.conn.adminConn()
-			if err != nil {
+			var st *meridianpb.StatusResponse
+			err := f.conn.withAdmin(cmd.Context(), func(ctx context.Context, admin meridianpb.AdminClient) (err error) {
+				st, err = admin.Status(ctx, &meridianpb.StatusRequest{})
 				return err
-			}
-			defer conn.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.conn.timeout)
-			defer cancel()
-			st, err := admin.Status(ctx, &meridianpb.StatusRequest{})
+			})
 			if err != nil {
 				return err
 			}
@@ -144,19 +141,14 @@ under its old time still binds.`
 		Long:  long,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, admin, err := f.conn.adminConn()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.conn.timeout)
-			defer cancel()
-			st, err := admin.ClockFence(ctx, &meridianpb.ClockFenceRequest{Unfence: unfence, Reason: f.reason})
-			if err != nil {
-				return err
-			}
-			printNodeClock(cmd.OutOrStdout(), st)
-			return nil
+			return f.conn.withAdmin(cmd.Context(), func(ctx context.Context, admin meridianpb.AdminClient) error {
+				st, err := admin.ClockFence(ctx, &meridianpb.ClockFenceRequest{Unfence: unfence, Reason: f.reason})
+				if err != nil {
+					return err
+				}
+				printNodeClock(cmd.OutOrStdout(), st)
+				return nil
+			})
 		},
 	}
 	f.conn.register(cmd)
