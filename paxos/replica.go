@@ -58,11 +58,10 @@ type progress struct {
 	snapshotAt   tt.Timestamp
 	// snapshotWait is how long a snapshot in flight is given to arrive and
 	// be installed before it is presumed lost (SnapshotSent sets it from
-	// the snapshot's size); it doubles with every snapshot presumed lost
-	// in a row, so a follower that cannot install one costs little.
+	// the snapshot's size): at most one snapshot is in flight to a
+	// replica, and a large one is not re-sent before it could arrive.
 	snapshotWait time.Duration
 	snapshotIdx  uint64 // the index of the snapshot in flight (SnapshotSent)
-	lostSnaps    int
 	// lastAck is when the replica last answered, by this leader's
 	// earliest, or when this leadership began if it has not yet.
 	lastAck tt.Timestamp
@@ -880,11 +879,8 @@ func (r *Replica) tickLeader() {
 		if r.retryDue(pr) {
 			r.resend(pr)
 		}
-		if pr.snapshot && r.now.Earliest.Sub(pr.snapshotAt) >= r.snapshotWait(pr) {
-			// Presumed lost: the next send retries, and gives the next
-			// snapshot twice as long.
-			pr.snapshot = false
-			pr.lostSnaps++
+		if pr.snapshot && r.now.Earliest.Sub(pr.snapshotAt) >= max(pr.snapshotWait, 10*r.cfg.RetryInterval) {
+			pr.snapshot = false // presumed lost; the next send retries
 		}
 	}
 }
@@ -1012,14 +1008,11 @@ func (r *Replica) handleAccepted(m Message) {
 		// before it on the same ordered stream) without having installed
 		// it: the snapshot was lost, or refused. Send another now.
 		pr.snapshot = false
-		pr.lostSnaps++
 	}
 	if m.Index > pr.match {
 		pr.match = m.Index
 		pr.lastProgress = r.now.Earliest
-		if pr.snapshot {
-			pr.snapshot, pr.lostSnaps = false, 0
-		}
+		pr.snapshot = false
 	}
 	if pr.next <= pr.match {
 		pr.next = pr.match + 1
@@ -1233,13 +1226,6 @@ func (r *Replica) RestoreSnapshot(now tt.Interval, st ApplyState, from ReplicaID
 		r.send(Message{Type: MsgAccepted, To: from, Ballot: b, Index: r.contig, Chosen: r.chosen})
 	}
 	return true
-}
-
-// snapshotWait is how long a snapshot in flight to pr is given before it
-// is presumed lost.
-func (r *Replica) snapshotWait(pr *progress) time.Duration {
-	w := max(pr.snapshotWait, 10*r.cfg.RetryInterval)
-	return min(w<<min(pr.lostSnaps, 6), max(time.Minute, w))
 }
 
 // SnapshotSent tells the leader that a snapshot of the state at index is

@@ -549,7 +549,8 @@ func (s *paxosSim) sendSnapshot(p *prep, to paxos.ReplicaID, st paxos.ApplyState
 	s.res.Snapshots++
 	s.send(n, paxos.Message{Type: paxos.MsgSnapshot, Group: p.group, From: p.id, To: to,
 		Ballot: p.r.Status().Promised, Index: st.Index, Snapshot: st, Payload: payload})
-	p.r.ReportSnapshot(to, true)
+	// As the runtime: the leader gives it time to arrive (from its size).
+	p.r.SnapshotSent(to, st.Index, pebblestore.SnapshotWait(len(payload)))
 }
 
 func (s *paxosSim) installSnapshot(p *prep, m paxos.Message) {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/internal/invariants"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 )
 
@@ -40,7 +41,12 @@ func meridianBinary(t testing.TB) string {
 			return
 		}
 		binaryPath = filepath.Join(dir, "meridian")
-		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
+		args := []string{"build", "-o", binaryPath}
+		if invariants.Enabled {
+			// The processes assert the protocol invariants too.
+			args = append(args, "-tags", "invariants")
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 		if err != nil {
 			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
