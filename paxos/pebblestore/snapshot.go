@@ -196,9 +196,8 @@ func (s *Store) installSnapshot(b *kv.Batch, start, end []byte, payload []byte) 
 // SnapshotWait is how long a leader gives a snapshot of n bytes to arrive
 // and be installed before it presumes it lost and may send another
 // (paxos.Replica.SnapshotSent): 5 s, plus a second per 2 MiB (a slow link
-// or a busy follower). The leader doubles it for every snapshot presumed
-// lost in a row, and sends the next at once when the follower answers a
-// later message without having installed it.
+// or a busy follower). The leader sends the next at once when the
+// follower answers a later message without having installed it.
 func SnapshotWait(n int) time.Duration {
 	return 5*time.Second + time.Duration(n)*time.Second/(2<<20)
 }
