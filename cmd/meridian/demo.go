@@ -304,7 +304,7 @@ func tour(ctx context.Context, out io.Writer, c *democluster.Cluster, cl *client
 		return r, fmt.Errorf("strong read: %w", err)
 	}
 	r.StrongRemoteRead = time.Since(start)
-	row(fmt.Sprintf("4. strong read, %s shard", r.RemoteShard.Home), r.StrongRemoteRead, "one round trip to its leader, which picks its last commit timestamp")
+	row(fmt.Sprintf("4. strong read, %s shard", r.RemoteShard.Home), r.StrongRemoteRead, "one round trip to its leader, which reads at the last timestamp it assigned (LastTS)")
 
 	stale := cl.ReadOnlyTransaction().WithTimestampBound(client.MaxStaleness(10 * time.Second))
 	// The local read-only replica may need a moment to learn the newest
