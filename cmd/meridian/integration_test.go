@@ -112,9 +112,7 @@ func adminStatus(ctx context.Context, addr string) (*meridianpb.StatusResponse, 
 // totals stay conserved, no acknowledged transfer is lost, and transfers
 // commit again after the restart.
 func TestProcessesBankSurvivesKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real processes; skipped with -short")
-	}
+	skipProcessTest(t)
 	bin := meridianBinary(t)
 	base := t.TempDir()
 	regions := []string{"us-east1", "us-west1", "europe-west1"}

@@ -32,6 +32,20 @@ import (
 // with the system clock as true time (the nodes' NTP servers serve it,
 // shifted only by the faults the tests inject).
 
+// skipProcessTest skips a test that starts real processes under -short,
+// and when MERIDIAN_PROCESS_TESTS=0: `make test` runs them once, in its
+// -tags invariants pass (whose node binary asserts the invariants too),
+// not again in the plain pass.
+func skipProcessTest(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts real processes; skipped with -short")
+	}
+	if os.Getenv("MERIDIAN_PROCESS_TESTS") == "0" {
+		t.Skip("starts real processes; skipped with MERIDIAN_PROCESS_TESTS=0")
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for a process writing and a test
 // reading.
 type syncBuffer struct {
