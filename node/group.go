@@ -50,6 +50,9 @@ type GroupConfig struct {
 	InboxSize, RequestQueue int
 	// Txn tunes the transaction layer.
 	Txn txn.Config
+	// PaxosBugs switches on deliberate protocol bugs, for fault tests'
+	// negative controls only (meridian start --testing-bug).
+	PaxosBugs paxos.Bugs
 	// Preferred is the replica that should lead when it can (a voter in
 	// the shard's home region, Home); a leader outside Home hands
 	// leadership to it.
@@ -182,6 +185,7 @@ func newGroup(n *Node, cfg GroupConfig) (*Group, error) {
 		LeaseDuration: cfg.Lease, HeartbeatInterval: cfg.HeartbeatInterval, ElectionTimeout: cfg.ElectionTimeout,
 		Rand:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), cfg.Group<<16|uint64(cfg.Replica))),
 		HardState: st.HardState, Entries: st.Entries, FirstIndex: st.FirstIndex, Applied: st.Applied,
+		Bugs: cfg.PaxosBugs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("group %d: %w", cfg.Group, err)

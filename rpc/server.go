@@ -58,6 +58,7 @@ type ServerConfig struct {
 // (sim.Netem implements it).
 type NetemControl interface {
 	Partition(a, b string, oneWay bool) error
+	Slow(a, b string, d time.Duration) error
 	Heal()
 	SetLoss(p float64) error
 	Cuts() []string
@@ -241,6 +242,7 @@ func (s *Server) install(p node.Placement) error {
 		}
 		d := s.cfg.GroupDefaults
 		cfg.CompactAfter, cfg.CompactKeep, cfg.InboxSize, cfg.RequestQueue, cfg.Txn = d.CompactAfter, d.CompactKeep, d.InboxSize, d.RequestQueue, d.Txn
+		cfg.PaxosBugs = d.PaxosBugs
 		cfg.Preferred, cfg.Home = p.Preferred(sh), sh.Home
 		if _, err := s.node.AddGroup(cfg); err != nil {
 			return err
@@ -328,6 +330,25 @@ func (s *Server) learn(nodes []*meridianpb.NodeInfo) {
 		}
 		s.dir[id] = node.NodeInfo{ID: id, Region: n.Region, Addr: n.Addr}
 	}
+}
+
+// RegionOf returns the region of the node at addr ("" if unknown).
+func (s *Server) RegionOf(addr string) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, n := range s.dir {
+		if n.Addr == addr {
+			return n.Region
+		}
+	}
+	if s.placement != nil {
+		for _, n := range s.placement.Nodes {
+			if n.Addr == addr {
+				return n.Region
+			}
+		}
+	}
+	return ""
 }
 
 // Nodes returns the directory.
@@ -861,13 +882,16 @@ func (s *Server) Netem(ctx context.Context, r *meridianpb.NetemRequest) (*meridi
 		ne.Heal()
 	case "loss":
 		err = ne.SetLoss(r.Loss)
+	case "slow":
+		err = ne.Slow(r.A, r.B, time.Duration(r.DelayNs))
 	case "status", "":
 	default:
-		return nil, invalid("unknown action %q (partition, heal, loss, status)", r.Action)
+		return nil, invalid("unknown action %q (partition, heal, loss, slow, status)", r.Action)
 	}
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	s.log.Info("latency simulator changed", "action", r.Action, "a", r.A, "b", r.B, "loss", r.Loss)
+	s.log.Info("latency simulator changed", "action", r.Action, "a", r.A, "b", r.B, "one_way", r.OneWay, "loss", r.Loss,
+		"delay", time.Duration(r.DelayNs))
 	return &meridianpb.NetemResponse{Cuts: ne.Cuts(), Loss: ne.Loss()}, nil
 }

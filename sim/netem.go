@@ -18,8 +18,11 @@ import (
 // latency matrix (half the round trip between the two ends' regions, plus
 // per-link jitter) in each direction, lose packets on request (a lost
 // packet costs a retransmission timeout, as with TCP), and can be
-// partitioned (connections across a cut are closed and new ones refused).
-// Changes take effect at once, on live connections too.
+// partitioned (connections across a cut are closed and new ones refused;
+// a one-way cut drops what one side writes to the other and leaves the
+// connection open, as a network losing every packet one way does), and
+// slowed further between two regions. Changes take effect at once, on live
+// connections too.
 //
 // The dialing side announces its region in a short preamble; the listener
 // reads it before handing the connection on, so each side knows whom it
@@ -32,6 +35,7 @@ type Netem struct {
 	loss   float64
 	rto    time.Duration
 	cut    map[[2]string]bool // from region → to region
+	extra  map[[2]string]time.Duration
 	conns  map[*netemConn]struct{}
 	rng    *rand.Rand
 	rngMu  sync.Mutex
@@ -40,7 +44,7 @@ type Netem struct {
 // NewNetem returns a latency simulator over m. jitter adds up to that
 // fraction of the one-way latency, randomly per write (order is kept).
 func NewNetem(m Matrix, jitter float64) *Netem {
-	return &Netem{m: m, jitter: jitter, rto: 200 * time.Millisecond, cut: map[[2]string]bool{},
+	return &Netem{m: m, jitter: jitter, rto: 200 * time.Millisecond, cut: map[[2]string]bool{}, extra: map[[2]string]time.Duration{},
 		conns: map[*netemConn]struct{}{}, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
 }
 
@@ -62,6 +66,7 @@ func (n *Netem) delay(from, to string) time.Duration {
 	d := n.OneWay(from, to)
 	n.mu.RLock()
 	jitter, loss, rto := n.jitter, n.loss, n.rto
+	d += n.extra[[2]string{from, to}]
 	n.mu.RUnlock()
 	n.rngMu.Lock()
 	defer n.rngMu.Unlock()
@@ -74,21 +79,24 @@ func (n *Netem) delay(from, to string) time.Duration {
 	return d
 }
 
-// Partition cuts traffic between regions a and b (both ways unless oneWay,
-// then only a → b). Existing connections across the cut are closed.
+// Partition cuts traffic between regions a and b, both ways: existing
+// connections across the cut are closed and new ones refused. With oneWay
+// only what a writes to b is lost: live connections stay open (what b
+// writes still arrives), and no new connection between them completes
+// (a handshake needs both ways).
 func (n *Netem) Partition(a, b string, oneWay bool) error {
 	if n.m.Region(a) < 0 || n.m.Region(b) < 0 {
 		return fmt.Errorf("sim: unknown region in %q | %q (have %v)", a, b, n.m.Regions)
 	}
 	n.mu.Lock()
 	n.cut[[2]string{a, b}] = true
+	var doomed []*netemConn
 	if !oneWay {
 		n.cut[[2]string{b, a}] = true
-	}
-	var doomed []*netemConn
-	for c := range n.conns {
-		if n.cut[[2]string{c.local, c.remote}] || n.cut[[2]string{c.remote, c.local}] {
-			doomed = append(doomed, c)
+		for c := range n.conns {
+			if n.cut[[2]string{c.local, c.remote}] && n.cut[[2]string{c.remote, c.local}] {
+				doomed = append(doomed, c)
+			}
 		}
 	}
 	n.mu.Unlock()
@@ -98,12 +106,36 @@ func (n *Netem) Partition(a, b string, oneWay bool) error {
 	return nil
 }
 
-// Heal removes every partition and the packet loss.
+// Heal removes every partition, the packet loss and every added delay.
 func (n *Netem) Heal() {
 	n.mu.Lock()
 	n.cut = map[[2]string]bool{}
+	n.extra = map[[2]string]time.Duration{}
 	n.loss = 0
 	n.mu.Unlock()
+}
+
+// Slow adds d to the one-way latency between regions a and b, both ways,
+// until Heal.
+func (n *Netem) Slow(a, b string, d time.Duration) error {
+	if n.m.Region(a) < 0 || n.m.Region(b) < 0 {
+		return fmt.Errorf("sim: unknown region in %q | %q (have %v)", a, b, n.m.Regions)
+	}
+	if d < 0 || d > time.Minute {
+		return fmt.Errorf("sim: added delay %s outside [0, 1m]", d)
+	}
+	n.mu.Lock()
+	n.extra[[2]string{a, b}] = d
+	n.extra[[2]string{b, a}] = d
+	n.mu.Unlock()
+	return nil
+}
+
+// dropped reports whether what from writes to to is lost (a cut that way).
+func (n *Netem) dropped(from, to string) bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.cut[[2]string{from, to}]
 }
 
 // SetLoss sets the probability that a write is lost once (and delivered a
@@ -261,6 +293,11 @@ func (c *netemConn) Write(p []byte) (int, error) {
 		err := c.werr
 		c.mu.Unlock()
 		return 0, err
+	}
+	if c.n.dropped(c.local, c.remote) {
+		// A one-way cut: the bytes leave and never arrive.
+		c.mu.Unlock()
+		return len(p), nil
 	}
 	at := time.Now().Add(c.n.delay(c.local, c.remote))
 	if at.Before(c.last) {

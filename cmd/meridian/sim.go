@@ -233,7 +233,7 @@ func newNetemCmds() []*cobra.Command {
 		}
 		f.register(c)
 		if strings.HasPrefix(use, "partition") {
-			c.Flags().BoolVar(&oneWay, "one-way", false, "cut only traffic from the first region to the second")
+			c.Flags().BoolVar(&oneWay, "one-way", false, "lose only what the first region writes to the second (live connections stay open)")
 		}
 		return c
 	}
@@ -242,7 +242,15 @@ func newNetemCmds() []*cobra.Command {
 			cobra.ExactArgs(2), func(a []string, oneWay bool) (*meridianpb.NetemRequest, error) {
 				return &meridianpb.NetemRequest{Action: "partition", A: a[0], B: a[1], OneWay: oneWay}, nil
 			}),
-		mk("heal", "Remove every partition and the packet loss of a running demo cluster", cobra.NoArgs,
+		mk("slow REGION REGION DELAY", "Add a one-way delay between two regions of a running demo cluster, both ways (until heal)",
+			cobra.ExactArgs(3), func(a []string, _ bool) (*meridianpb.NetemRequest, error) {
+				d, err := time.ParseDuration(a[2])
+				if err != nil {
+					return nil, fmt.Errorf("delay %q: want a duration like 100ms", a[2])
+				}
+				return &meridianpb.NetemRequest{Action: "slow", A: a[0], B: a[1], DelayNs: int64(d)}, nil
+			}),
+		mk("heal", "Remove every partition, added delay and the packet loss of a running demo cluster", cobra.NoArgs,
 			func([]string, bool) (*meridianpb.NetemRequest, error) {
 				return &meridianpb.NetemRequest{Action: "heal"}, nil
 			}),

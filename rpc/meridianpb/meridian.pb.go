@@ -2398,11 +2398,12 @@ func (x *ClockFenceRequest) GetReason() string {
 
 type NetemRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // partition | heal | loss | status
+	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // partition | heal | loss | slow | status
 	A             string                 `protobuf:"bytes,2,opt,name=a,proto3" json:"a,omitempty"`
 	B             string                 `protobuf:"bytes,3,opt,name=b,proto3" json:"b,omitempty"`
-	OneWay        bool                   `protobuf:"varint,4,opt,name=one_way,json=oneWay,proto3" json:"one_way,omitempty"` // partition: only a → b
-	Loss          float64                `protobuf:"fixed64,5,opt,name=loss,proto3" json:"loss,omitempty"`                  // loss: probability in [0, 1)
+	OneWay        bool                   `protobuf:"varint,4,opt,name=one_way,json=oneWay,proto3" json:"one_way,omitempty"`    // partition: only a → b is lost (live connections stay open)
+	Loss          float64                `protobuf:"fixed64,5,opt,name=loss,proto3" json:"loss,omitempty"`                     // loss: probability in [0, 1)
+	DelayNs       int64                  `protobuf:"varint,6,opt,name=delay_ns,json=delayNs,proto3" json:"delay_ns,omitempty"` // slow: one-way delay added between a and b, both ways
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2468,6 +2469,13 @@ func (x *NetemRequest) GetOneWay() bool {
 func (x *NetemRequest) GetLoss() float64 {
 	if x != nil {
 		return x.Loss
+	}
+	return 0
+}
+
+func (x *NetemRequest) GetDelayNs() int64 {
+	if x != nil {
+		return x.DelayNs
 	}
 	return 0
 }
@@ -3286,13 +3294,14 @@ const file_meridian_proto_rawDesc = "" +
 	"\tplacement\x18\x01 \x01(\v2\x16.meridian.v1.PlacementR\tplacement\"E\n" +
 	"\x11ClockFenceRequest\x12\x18\n" +
 	"\aunfence\x18\x01 \x01(\bR\aunfence\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"o\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x8a\x01\n" +
 	"\fNetemRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\f\n" +
 	"\x01a\x18\x02 \x01(\tR\x01a\x12\f\n" +
 	"\x01b\x18\x03 \x01(\tR\x01b\x12\x17\n" +
 	"\aone_way\x18\x04 \x01(\bR\x06oneWay\x12\x12\n" +
-	"\x04loss\x18\x05 \x01(\x01R\x04loss\"7\n" +
+	"\x04loss\x18\x05 \x01(\x01R\x04loss\x12\x19\n" +
+	"\bdelay_ns\x18\x06 \x01(\x03R\adelayNs\"7\n" +
 	"\rNetemResponse\x12\x12\n" +
 	"\x04cuts\x18\x01 \x03(\tR\x04cuts\x12\x12\n" +
 	"\x04loss\x18\x02 \x01(\x01R\x04loss\"\x88\x01\n" +

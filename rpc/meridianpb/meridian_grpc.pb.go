@@ -639,9 +639,10 @@ type AdminClient interface {
 	Init(ctx context.Context, in *InitRequest, opts ...grpc.CallOption) (*InitResponse, error)
 	// Status reports this node: its clock, and every replica it hosts.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
-	// Netem changes the latency simulator of an in-process demo cluster:
-	// partition two regions, heal, set packet loss (FAILED_PRECONDITION on a
-	// real cluster, which has none).
+	// Netem changes the latency simulator of an in-process demo cluster, or
+	// of a node started with --netem (for fault tests): partition two
+	// regions, slow the link between them, set packet loss, heal
+	// (FAILED_PRECONDITION on a node without one).
 	Netem(ctx context.Context, in *NetemRequest, opts ...grpc.CallOption) (*NetemResponse, error)
 	// ClockFence fences this node's clock (an operator's decision), or lifts
 	// any fence once every lease issued under the old time has run out
@@ -707,9 +708,10 @@ type AdminServer interface {
 	Init(context.Context, *InitRequest) (*InitResponse, error)
 	// Status reports this node: its clock, and every replica it hosts.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
-	// Netem changes the latency simulator of an in-process demo cluster:
-	// partition two regions, heal, set packet loss (FAILED_PRECONDITION on a
-	// real cluster, which has none).
+	// Netem changes the latency simulator of an in-process demo cluster, or
+	// of a node started with --netem (for fault tests): partition two
+	// regions, slow the link between them, set packet loss, heal
+	// (FAILED_PRECONDITION on a node without one).
 	Netem(context.Context, *NetemRequest) (*NetemResponse, error)
 	// ClockFence fences this node's clock (an operator's decision), or lifts
 	// any fence once every lease issued under the old time has run out
