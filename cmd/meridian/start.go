@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/rpc"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
+	"github.com/meridiandb/meridian/sim"
 	"github.com/meridiandb/meridian/tt"
 )
 
@@ -42,7 +45,14 @@ type startFlags struct {
 	http      string
 	retention time.Duration
 	gcEvery   time.Duration
+	netem     string
+	bug       string
 }
+
+// testingBugs are the deliberate protocol bugs `start --testing-bug`
+// switches on, so that a fault suite run against them shows its checkers
+// catch what the simulator's negative controls catch.
+var testingBugs = []string{"no-commit-wait", "own-clock-apply"}
 
 func newStartCmd() *cobra.Command {
 	f := &startFlags{}
@@ -79,6 +89,9 @@ then it stops.`,
 	fl.DurationVar(&f.retention, "version-retention", node.DefaultVersionRetention, "how long overwritten and deleted versions stay readable: stale, exact-timestamp and snapshot reads further back are refused once collected")
 	fl.DurationVar(&f.gcEvery, "gc-interval", node.DefaultGCInterval, "how often versions older than --version-retention are collected")
 	fl.StringVar(&f.http, "http", "", "address for the HTTP server: /metrics (Prometheus), /debug/txn, /debug/cluster, /debug/pprof/; empty: none")
+	fl.StringVar(&f.netem, "netem", "", "for fault tests: comma-separated regions of the cluster; run this node's connections to other nodes through the latency simulator (no added latency), so that `meridian sim partition|slow|loss|heal --host` can cut, slow or lose them")
+	fl.StringVar(&f.bug, "testing-bug", "", "for fault tests' negative controls only: switch on a deliberate protocol bug ("+strings.Join(testingBugs, ", ")+")")
+	_ = fl.MarkHidden("testing-bug")
 	return cmd
 }
 
@@ -113,9 +126,49 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	if f.retention <= 0 || f.gcEvery <= 0 {
 		return errors.New("--version-retention and --gc-interval must be positive")
 	}
+	var defaults node.GroupConfig
+	switch f.bug {
+	case "":
+	case "no-commit-wait":
+		defaults.Txn.Bugs.NoCommitWait = true
+	case "own-clock-apply":
+		defaults.PaxosBugs.OwnClockApply, defaults.Txn.Bugs.LastAppliedRead = true, true
+	default:
+		return fmt.Errorf("--testing-bug %q: want one of %s", f.bug, strings.Join(testingBugs, ", "))
+	}
+	if f.bug != "" {
+		slog.Warn("running with a deliberate protocol bug: this node breaks external consistency on purpose", "bug", f.bug)
+	}
+	var ne *sim.Netem
+	var srvRef atomic.Pointer[rpc.Server]
+	if f.netem != "" {
+		m, err := zeroMatrix(splitList(f.netem))
+		if err != nil {
+			return fmt.Errorf("--netem: %w", err)
+		}
+		if m.Region(f.region) < 0 {
+			return fmt.Errorf("--netem %s does not list this node's region %q", f.netem, f.region)
+		}
+		ne = sim.NewNetem(m, 0)
+		slog.Warn("connections to other nodes go through the latency simulator (--netem): for fault tests", "regions", m.Regions)
+	}
+	regionOf := func(addr string) string {
+		if s := srvRef.Load(); s != nil {
+			return s.RegionOf(addr)
+		}
+		return ""
+	}
+	withNetem := func(opts []grpc.DialOption) []grpc.DialOption {
+		if ne == nil {
+			return opts
+		}
+		return append(opts, grpc.WithContextDialer(ne.Dialer(f.region, regionOf)))
+	}
 	tuneGC()
 	serverOpts := rpc.ServerOptions()
-	dial := dialInsecure
+	dial := func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+		return grpc.NewClient(addr, withNetem(meridianpb.DialOptions(insecure.NewCredentials()))...)
+	}
 	if !f.insecure {
 		stls, err := rpc.ServerTLS(f.certsDir)
 		if err != nil {
@@ -127,7 +180,7 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 		}
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(stls)))
 		dial = func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, meridianpb.DialOptions(credentials.NewTLS(ctls))...)
+			return grpc.NewClient(addr, withNetem(meridianpb.DialOptions(credentials.NewTLS(ctls)))...)
 		}
 	}
 	if f.advertise == "" {
@@ -156,14 +209,20 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	if err != nil {
 		return err
 	}
-	srv, err := rpc.NewServer(rpc.ServerConfig{
+	cfg := rpc.ServerConfig{
 		Self:   node.NodeInfo{ID: node.NodeID(id), Region: f.region, Addr: f.advertise},
 		Engine: eng, Clock: clock, Join: splitList(f.join), Dial: dial, Logger: slog.Default(),
-		VersionRetention: f.retention, GCInterval: f.gcEvery,
-	})
+		VersionRetention: f.retention, GCInterval: f.gcEvery, GroupDefaults: defaults,
+	}
+	if ne != nil {
+		lis = ne.Listener(lis, f.region)
+		cfg.Netem = ne
+	}
+	srv, err := rpc.NewServer(cfg)
 	if err != nil {
 		return err
 	}
+	srvRef.Store(srv)
 	gs := grpc.NewServer(serverOpts...)
 	srv.Register(gs)
 	serveErr := make(chan error, 1)
@@ -221,4 +280,14 @@ func describeClock(c tt.Clock) string {
 		return d.Describe()
 	}
 	return "unknown"
+}
+
+// zeroMatrix is a latency matrix over regions with no latency: the
+// simulator's partitions, delays and loss on real processes.
+func zeroMatrix(regions []string) (sim.Matrix, error) {
+	m := sim.Matrix{Regions: regions}
+	for range regions {
+		m.RTT = append(m.RTT, make([]time.Duration, len(regions)))
+	}
+	return m, m.Validate()
 }
