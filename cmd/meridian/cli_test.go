@@ -8,11 +8,12 @@ import (
 	"testing"
 
 	"github.com/meridiandb/meridian/internal/chronytest"
+	"github.com/meridiandb/meridian/internal/proctest"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	out, err := exec.Command(meridianBinary(t), args...).CombinedOutput()
+	out, err := exec.Command(proctest.Binary(t), args...).CombinedOutput()
 	return string(out), err
 }
 

@@ -10,6 +10,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/meridiandb/meridian/internal/ntptest"
+	"github.com/meridiandb/meridian/internal/proctest"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 )
 
@@ -37,7 +38,7 @@ import (
 // The whole history must be externally consistent (sim.CheckTxns: real-time
 // order across keys, latest-write reads, no lost update).
 func TestProcessesClockFaults(t *testing.T) {
-	skipProcessTest(t)
+	proctest.Skip(t)
 	const lease = 2 * time.Second
 	ntps := make([][]*ntptest.Server, 3)
 	c := startProcessCluster(t, 3, lease, func(i int) []string {

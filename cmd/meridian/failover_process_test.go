@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/internal/proctest"
 	"github.com/meridiandb/meridian/internal/txnid"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 	"github.com/meridiandb/meridian/sim"
@@ -227,7 +228,7 @@ func benchmarkFailover(b *testing.B, mode string) {
 // passed, so that clients and `node status` see no stale leader; once the
 // followers continue, a leader is elected and writes resume.
 func TestProcessesLeaderLosesQuorum(t *testing.T) {
-	skipProcessTest(t)
+	proctest.Skip(t)
 	const lease = 2 * time.Second
 	c := startProcessCluster(t, 3, lease, func(int) []string { return []string{"--epsilon", "1ms"} })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -325,7 +326,7 @@ func TestProcessesLeaderLosesQuorum(t *testing.T) {
 // group whose lease it lost, and the history is externally consistent with
 // no acknowledged write lost.
 func TestProcessesFailoverCycles(t *testing.T) {
-	skipProcessTest(t)
+	proctest.Skip(t)
 	const lease = 2 * time.Second
 	c := startProcessCluster(t, 3, lease, func(int) []string { return []string{"--epsilon", "1ms"} })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -409,7 +410,7 @@ func hintOfErr(err error) *meridianpb.LeaderHint {
 // takes its writes there: they resume while the old leader is still
 // stopped.
 func TestProcessesClientLeavesStoppedLeader(t *testing.T) {
-	skipProcessTest(t)
+	proctest.Skip(t)
 	const lease = 2 * time.Second
 	c := startProcessCluster(t, 3, lease, func(int) []string { return []string{"--epsilon", "1ms"} })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -21,41 +20,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meridiandb/meridian/client"
-	"github.com/meridiandb/meridian/internal/invariants"
+	"github.com/meridiandb/meridian/internal/proctest"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 )
-
-// binary is the meridian binary the process tests run, built once.
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
-
-func meridianBinary(t testing.TB) string {
-	t.Helper()
-	binaryOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "meridian-bin-")
-		if err != nil {
-			binaryErr = err
-			return
-		}
-		binaryPath = filepath.Join(dir, "meridian")
-		args := []string{"build", "-o", binaryPath}
-		if invariants.Enabled {
-			// The processes assert the protocol invariants too.
-			args = append(args, "-tags", "invariants")
-		}
-		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-		if err != nil {
-			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binaryErr != nil {
-		t.Fatal(binaryErr)
-	}
-	return binaryPath
-}
 
 func freePort(t testing.TB) string {
 	t.Helper()
@@ -112,8 +79,8 @@ func adminStatus(ctx context.Context, addr string) (*meridianpb.StatusResponse, 
 // totals stay conserved, no acknowledged transfer is lost, and transfers
 // commit again after the restart.
 func TestProcessesBankSurvivesKill(t *testing.T) {
-	skipProcessTest(t)
-	bin := meridianBinary(t)
+	proctest.Skip(t)
+	bin := proctest.Binary(t)
 	base := t.TempDir()
 	regions := []string{"us-east1", "us-west1", "europe-west1"}
 	procs := make([]*proc, 3)

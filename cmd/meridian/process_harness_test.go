@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/internal/proctest"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 	"github.com/meridiandb/meridian/sim"
 	"github.com/meridiandb/meridian/tt"
@@ -31,20 +32,6 @@ import (
 // workloads whose history the simulator's checker (sim.CheckTxns) judges,
 // with the system clock as true time (the nodes' NTP servers serve it,
 // shifted only by the faults the tests inject).
-
-// skipProcessTest skips a test that starts real processes under -short,
-// and when MERIDIAN_PROCESS_TESTS=0: `make test` runs them once, in its
-// -tags invariants pass (whose node binary asserts the invariants too),
-// not again in the plain pass.
-func skipProcessTest(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts real processes; skipped with -short")
-	}
-	if os.Getenv("MERIDIAN_PROCESS_TESTS") == "0" {
-		t.Skip("starts real processes; skipped with MERIDIAN_PROCESS_TESTS=0")
-	}
-}
 
 // syncBuffer is a bytes.Buffer safe for a process writing and a test
 // reading.
@@ -145,7 +132,7 @@ var processRegions = []string{"us-east1", "us-west1", "europe-west1", "asia-east
 // lease, and waits until every shard has a leader.
 func startProcessCluster(t testing.TB, n int, lease time.Duration, args func(i int) []string) *pcluster {
 	t.Helper()
-	c := &pcluster{t: t, bin: meridianBinary(t), lease: lease}
+	c := &pcluster{t: t, bin: proctest.Binary(t), lease: lease}
 	base := t.TempDir()
 	for i := 0; i < n; i++ {
 		p := &pnode{i: i, region: processRegions[i], addr: freePort(t), dir: filepath.Join(base, fmt.Sprintf("n%d", i))}
