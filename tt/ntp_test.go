@@ -1,35 +1,19 @@
 package tt
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/meridiandb/meridian/internal/ntptest"
+	"github.com/meridiandb/meridian/internal/syncbuf"
 )
 
 // logBuffer collects a clock's log lines; a failed test prints them.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 // Count returns how many log lines contain s.
 func (l *logBuffer) Count(s string) int { return strings.Count(l.String(), s) }

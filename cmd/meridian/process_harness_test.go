@@ -22,6 +22,7 @@ import (
 
 	"github.com/meridiandb/meridian/client"
 	"github.com/meridiandb/meridian/internal/proctest"
+	"github.com/meridiandb/meridian/internal/syncbuf"
 	"github.com/meridiandb/meridian/rpc/meridianpb"
 	"github.com/meridiandb/meridian/sim"
 	"github.com/meridiandb/meridian/tt"
@@ -33,32 +34,13 @@ import (
 // with the system clock as true time (the nodes' NTP servers serve it,
 // shifted only by the faults the tests inject).
 
-// syncBuffer is a bytes.Buffer safe for a process writing and a test
-// reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // pnode is one node process.
 type pnode struct {
 	i                 int
 	region, addr, dir string
 	args              []string // flags beyond the common ones
 	cmd               *exec.Cmd
-	log               *syncBuffer
+	log               *syncbuf.Buffer
 	conn              *grpc.ClientConn
 }
 
@@ -71,7 +53,7 @@ func (p *pnode) start(t testing.TB, bin, join string) {
 	}
 	p.cmd = exec.Command(bin, args...)
 	if p.log == nil {
-		p.log = &syncBuffer{}
+		p.log = &syncbuf.Buffer{}
 	}
 	fmt.Fprintf(p.log, "=== %s start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args[1:], " "))
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log

@@ -10,7 +10,6 @@
 package chronytest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +22,8 @@ import (
 	"time"
 
 	"github.com/beevik/ntp"
+
+	"github.com/meridiandb/meridian/internal/syncbuf"
 )
 
 // ReadyTimeout is how long Start waits for a new chronyd to answer.
@@ -121,24 +122,6 @@ func StartN(t testing.TB, n int) []string {
 	return addrs
 }
 
-// syncBuffer collects chronyd's log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func start(t testing.TB, bin string) (string, error) {
 	port, err := freeUDPPort()
 	if err != nil {
@@ -169,7 +152,7 @@ cmdport 0
 		args = append(args, "-U")
 	}
 	cmd := exec.Command(bin, args...)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	cmd.SysProcAttr = sysProcAttr()
