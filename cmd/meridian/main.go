@@ -53,6 +53,7 @@ makes cross-region transactions externally consistent.`,
 	root.AddCommand(
 		newClockCmd(),
 		newSimCmd(),
+		newChaosCmd(),
 		newDemoCmd(),
 		newStartCmd(),
 		newInitCmd(),
