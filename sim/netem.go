@@ -19,10 +19,11 @@ import (
 // per-link jitter) in each direction, lose packets on request (a lost
 // packet costs a retransmission timeout, as with TCP), and can be
 // partitioned (connections across a cut are closed and new ones refused;
-// a one-way cut drops what one side writes to the other and leaves the
-// connection open, as a network losing every packet one way does), and
-// slowed further between two regions. Changes take effect at once, on live
-// connections too.
+// a one-way cut holds back what one side writes to the other until it
+// heals, as a network losing every packet one way does while TCP keeps
+// retransmitting, and leaves the connection open), and slowed further
+// between two regions. Changes take effect at once, on live connections
+// too. Closing a connection discards what it still had in flight.
 //
 // The dialing side announces its region in a short preamble; the listener
 // reads it before handing the connection on, so each side knows whom it
@@ -37,6 +38,9 @@ type Netem struct {
 	cut    map[[2]string]bool // from region → to region
 	extra  map[[2]string]time.Duration
 	conns  map[*netemConn]struct{}
+	// healed is closed, and replaced, whenever cuts are lifted: what
+	// waits for a cut to heal waits on it.
+	healed chan struct{}
 	rng    *rand.Rand
 	rngMu  sync.Mutex
 }
@@ -45,7 +49,7 @@ type Netem struct {
 // fraction of the one-way latency, randomly per write (order is kept).
 func NewNetem(m Matrix, jitter float64) *Netem {
 	return &Netem{m: m, jitter: jitter, rto: 200 * time.Millisecond, cut: map[[2]string]bool{}, extra: map[[2]string]time.Duration{},
-		conns: map[*netemConn]struct{}{}, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
+		conns: map[*netemConn]struct{}{}, healed: make(chan struct{}), rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
 }
 
 // Matrix returns the latency matrix.
@@ -81,9 +85,9 @@ func (n *Netem) delay(from, to string) time.Duration {
 
 // Partition cuts traffic between regions a and b, both ways: existing
 // connections across the cut are closed and new ones refused. With oneWay
-// only what a writes to b is lost: live connections stay open (what b
-// writes still arrives), and no new connection between them completes
-// (a handshake needs both ways).
+// only what a writes to b is held back until the cut heals: live
+// connections stay open (what b writes still arrives), and no new
+// connection between them completes (a handshake needs both ways).
 func (n *Netem) Partition(a, b string, oneWay bool) error {
 	if n.m.Region(a) < 0 || n.m.Region(b) < 0 {
 		return fmt.Errorf("sim: unknown region in %q | %q (have %v)", a, b, n.m.Regions)
@@ -112,6 +116,8 @@ func (n *Netem) Heal() {
 	n.cut = map[[2]string]bool{}
 	n.extra = map[[2]string]time.Duration{}
 	n.loss = 0
+	close(n.healed)
+	n.healed = make(chan struct{})
 	n.mu.Unlock()
 }
 
@@ -131,17 +137,18 @@ func (n *Netem) Slow(a, b string, d time.Duration) error {
 	return nil
 }
 
-// dropped reports whether what from writes to to is lost (a cut that way).
-func (n *Netem) dropped(from, to string) bool {
+// held reports whether what from writes to to is held back (a cut that
+// way), and returns the channel closed at the next heal.
+func (n *Netem) held(from, to string) (bool, <-chan struct{}) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return n.cut[[2]string{from, to}]
+	return n.cut[[2]string{from, to}], n.healed
 }
 
 // SetLoss sets the probability that a write is lost once (and delivered a
 // retransmission timeout later).
 func (n *Netem) SetLoss(p float64) error {
-	if p < 0 || p >= 1 {
+	if !(p >= 0 && p < 1) { // NaN too
 		return fmt.Errorf("sim: loss %g outside [0, 1)", p)
 	}
 	n.mu.Lock()
@@ -169,10 +176,12 @@ func (n *Netem) Loss() float64 {
 	return n.loss
 }
 
-func (n *Netem) blocked(from, to string) bool {
+// blocked reports whether no connection between from and to can be set up
+// (a cut either way), and returns the channel closed at the next heal.
+func (n *Netem) blocked(from, to string) (bool, <-chan struct{}) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return n.cut[[2]string{from, to}] || n.cut[[2]string{to, from}]
+	return n.cut[[2]string{from, to}] || n.cut[[2]string{to, from}], n.healed
 }
 
 // ErrPartitioned is returned when dialing across a partition.
@@ -183,10 +192,18 @@ var ErrPartitioned = errors.New("sim: network partitioned")
 func (n *Netem) Dialer(region string, regionOf func(addr string) string) func(ctx context.Context, addr string) (net.Conn, error) {
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		remote := regionOf(addr)
-		if remote != "" && n.blocked(region, remote) {
-			// A blackholed SYN: nothing answers until the caller gives up.
-			<-ctx.Done()
-			return nil, fmt.Errorf("%w: %s ↛ %s", ErrPartitioned, region, remote)
+		for remote != "" {
+			// A blackholed SYN: nothing answers until the caller gives
+			// up, or the cut heals and a retransmitted SYN gets through.
+			blocked, healed := n.blocked(region, remote)
+			if !blocked {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w: %s ↛ %s", ErrPartitioned, region, remote)
+			case <-healed:
+			}
 		}
 		var d net.Dialer
 		raw, err := d.DialContext(ctx, "tcp", addr)
@@ -207,47 +224,82 @@ func (n *Netem) Dialer(region string, regionOf func(addr string) string) func(ct
 }
 
 // Listener wraps l: accepted connections that announce a region are
-// delayed and partitioned like the dialing side.
+// delayed and partitioned like the dialing side. Each connection's
+// preamble is read on a goroutine of its own, so a client that connects
+// and says nothing holds up no one else.
 func (n *Netem) Listener(l net.Listener, region string) net.Listener {
-	return &netemListener{Listener: l, n: n, region: region}
+	nl := &netemListener{Listener: l, n: n, region: region, ready: make(chan net.Conn), done: make(chan struct{})}
+	go nl.acceptLoop()
+	return nl
 }
 
 type netemListener struct {
 	net.Listener
 	n      *Netem
 	region string
+	ready  chan net.Conn
+	done   chan struct{} // closed when the accept loop ends; err says why
+	err    error
 }
 
-func (l *netemListener) Accept() (net.Conn, error) {
+func (l *netemListener) acceptLoop() {
+	defer close(l.done)
 	for {
 		raw, err := l.Listener.Accept()
 		if err != nil {
-			return nil, err
+			l.err = err
+			return
 		}
-		br := bufio.NewReaderSize(raw, 256)
-		_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
-		head, err := br.Peek(len(netemMagic) + 1)
-		_ = raw.SetReadDeadline(time.Time{})
-		if err != nil && len(head) < len(netemMagic)+1 {
-			// Too short to tell: pass it on as it is.
-			return &bufConn{Conn: raw, r: br}, nil
-		}
-		if string(head[:len(netemMagic)]) != netemMagic {
-			return &bufConn{Conn: raw, r: br}, nil
-		}
-		_, _ = br.Discard(len(netemMagic) + 1)
-		name := make([]byte, int(head[len(netemMagic)]))
-		if _, err := io.ReadFull(br, name); err != nil {
-			raw.Close()
-			continue
-		}
-		remote := string(name)
-		if l.n.blocked(l.region, remote) {
-			raw.Close()
-			continue
-		}
-		c := l.n.wrap(&bufConn{Conn: raw, r: br}, l.region, remote)
+		go func() {
+			c := l.handshake(raw)
+			if c == nil {
+				return
+			}
+			select {
+			case l.ready <- c:
+			case <-l.done:
+				c.Close()
+			}
+		}()
+	}
+}
+
+// handshake reads a connection's preamble: nil when it is refused.
+func (l *netemListener) handshake(raw net.Conn) net.Conn {
+	br := bufio.NewReaderSize(raw, 256)
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	head, err := br.Peek(len(netemMagic) + 1)
+	_ = raw.SetReadDeadline(time.Time{})
+	if err != nil && len(head) < len(netemMagic)+1 {
+		// Too short to tell: pass it on as it is.
+		return &bufConn{Conn: raw, r: br}
+	}
+	if string(head[:len(netemMagic)]) != netemMagic {
+		return &bufConn{Conn: raw, r: br}
+	}
+	_, _ = br.Discard(len(netemMagic) + 1)
+	name := make([]byte, int(head[len(netemMagic)]))
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadFull(br, name)
+	_ = raw.SetReadDeadline(time.Time{})
+	if err != nil {
+		raw.Close()
+		return nil
+	}
+	remote := string(name)
+	if blocked, _ := l.n.blocked(l.region, remote); blocked {
+		raw.Close()
+		return nil
+	}
+	return l.n.wrap(&bufConn{Conn: raw, r: br}, l.region, remote)
+}
+
+func (l *netemListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ready:
 		return c, nil
+	case <-l.done:
+		return nil, l.err
 	}
 }
 
@@ -282,22 +334,27 @@ func (n *Netem) wrap(c net.Conn, local, remote string) net.Conn {
 	nc := &netemConn{Conn: c, n: n, local: local, remote: remote, queue: make(chan delayed, 4096), closed: make(chan struct{})}
 	n.mu.Lock()
 	n.conns[nc] = struct{}{}
+	// A partition made while this connection was being set up missed it.
+	cut := n.cut[[2]string{local, remote}] && n.cut[[2]string{remote, local}]
 	n.mu.Unlock()
 	go nc.pump()
+	if cut {
+		nc.Close()
+	}
 	return nc
 }
 
 func (c *netemConn) Write(p []byte) (int, error) {
+	select {
+	case <-c.closed:
+		return 0, net.ErrClosed
+	default:
+	}
 	c.mu.Lock()
 	if c.werr != nil {
 		err := c.werr
 		c.mu.Unlock()
 		return 0, err
-	}
-	if c.n.dropped(c.local, c.remote) {
-		// A one-way cut: the bytes leave and never arrive.
-		c.mu.Unlock()
-		return len(p), nil
 	}
 	at := time.Now().Add(c.n.delay(c.local, c.remote))
 	if at.Before(c.last) {
@@ -327,6 +384,18 @@ func (c *netemConn) pump() {
 				case <-c.closed:
 					return
 				case <-timer.C:
+				}
+			}
+			for {
+				// A one-way cut holds the stream back until it heals.
+				held, healed := c.n.held(c.local, c.remote)
+				if !held {
+					break
+				}
+				select {
+				case <-c.closed:
+					return
+				case <-healed:
 				}
 			}
 			if _, err := c.Conn.Write(d.data); err != nil {
