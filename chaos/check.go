@@ -64,8 +64,8 @@ func addAnomaly(as []Anomaly, a Anomaly) []Anomaly {
 // ---------------------------------------------------------------------
 
 // CheckBank: every audit (a strong read-only transaction over all the
-// accounts) sums to the total the accounts started with, and no balance
-// any transaction read is negative.
+// accounts) reads every account and sums to the total the accounts
+// started with, and no balance any transaction read is negative.
 func CheckBank(ops []Op) Verdict {
 	var as []Anomaly
 	stats := map[string]int{}
@@ -78,30 +78,36 @@ func CheckBank(ops []Op) Verdict {
 			stats["audits"]++
 			var sum int64
 			missing := 0
+			accounts := map[string]bool{}
 			for _, m := range op.Mops {
 				if !m.Found {
 					missing++
 				}
+				accounts[m.Key] = true
 				sum += m.Read
 			}
-			if missing > 0 || sum != bankAccounts*bankInitial {
+			if missing > 0 || len(accounts) != bankAccounts || len(op.Mops) != bankAccounts || sum != bankAccounts*bankInitial {
 				as = addAnomaly(as, Anomaly{Kind: "total-not-conserved", Ops: []int{op.Index},
-					Message: fmt.Sprintf("audit at ts %d read %d accounts summing to %d (%d absent), want %d", op.TS, len(op.Mops)-missing, sum, missing, bankAccounts*bankInitial)})
+					Message: fmt.Sprintf("audit at ts %d read %d accounts (%d distinct, %d absent) summing to %d, want all %d summing to %d",
+						op.TS, len(op.Mops), len(accounts), missing, sum, bankAccounts, bankAccounts*bankInitial)})
 			}
 		case "transfer":
 			stats["transfers"]++
-			for _, m := range op.Mops {
-				if m.F == "r" && m.Read < 0 {
-					as = addAnomaly(as, Anomaly{Kind: "negative-balance", Ops: []int{op.Index},
-						Message: fmt.Sprintf("transfer read account %s = %d", m.Key, m.Read)})
-				}
+		default:
+			continue
+		}
+		for _, m := range op.Mops {
+			if m.F == "r" && m.Read < 0 {
+				as = addAnomaly(as, Anomaly{Kind: "negative-balance", Ops: []int{op.Index},
+					Message: fmt.Sprintf("%s at ts %d read account %s = %d", op.F, op.TS, m.Key, m.Read)})
 			}
 		}
 	}
+	v := verdict("bank", as, stats)
 	if stats["audits"] == 0 {
-		return Verdict{Checker: "bank", Valid: true, Stats: stats, Note: "no audit completed: nothing to judge"}
+		v.Note = "no audit completed: totals not judged"
 	}
-	return verdict("bank", as, stats)
+	return v
 }
 
 // ---------------------------------------------------------------------
@@ -211,6 +217,7 @@ func CheckRegister(ops []Op) Verdict {
 		switch res {
 		case porcupine.Illegal:
 			msg := fmt.Sprintf("key %s: %d operations are not linearizable", k, len(byKey[k]))
+			excerpt := idx[k]
 			if parts := info.PartialLinearizations(); len(parts) > 0 && len(parts[0]) > 0 {
 				longest := parts[0][0]
 				for _, p := range parts[0] {
@@ -218,9 +225,12 @@ func CheckRegister(ops []Op) Verdict {
 						longest = p
 					}
 				}
-				msg += fmt.Sprintf(" (the longest linearizable prefix orders %d of them)", len(longest))
+				excerpt = registerExcerpt(byKey[k], idx[k], longest)
+				msg += fmt.Sprintf(" (the longest linearizable prefix orders %d of them; the excerpt is its last %d and the %d operations "+
+					"left that began before any of those left had returned)", len(longest), min(len(longest), excerptTail),
+					len(excerpt)-min(len(longest), excerptTail))
 			}
-			as = addAnomaly(as, Anomaly{Kind: "not-linearizable", Message: msg, Ops: idx[k]})
+			as = addAnomaly(as, Anomaly{Kind: "not-linearizable", Message: msg, Ops: excerpt})
 		case porcupine.Unknown:
 			unknown++
 		}
@@ -260,9 +270,10 @@ func CheckSequential(ops []Op) Verdict {
 				continue
 			}
 			ma, mb := a.Mops[0], b.Mops[0]
+			pa, ka := seqPair(ma.Key)
+			pb, kb := seqPair(mb.Key)
 			switch {
-			case a.F == "read" && b.F == "read" && strings.HasSuffix(ma.Key, "-b") && strings.HasSuffix(mb.Key, "-a") &&
-				strings.TrimSuffix(ma.Key, "-b") == strings.TrimSuffix(mb.Key, "-a"):
+			case a.F == "read" && b.F == "read" && ka == "b" && kb == "a" && pa == pb:
 				stats["read pairs"]++
 				if ma.Found && (!mb.Found || mb.Read < ma.Read) {
 					got := "absent"
@@ -272,7 +283,7 @@ func CheckSequential(ops []Op) Verdict {
 					as = addAnomaly(as, Anomaly{Kind: "B-without-A", Ops: []int{a.Index, b.Index},
 						Message: fmt.Sprintf("read %s = %d, then %s = %s: the write of B was seen without the write of A before it", ma.Key, ma.Read, mb.Key, got)})
 				}
-			case a.F == "write" && b.F == "write" && strings.HasSuffix(ma.Key, "-a") && strings.HasSuffix(mb.Key, "-b") && ma.Value == mb.Value:
+			case a.F == "write" && b.F == "write" && ka == "a" && kb == "b" && pa == pb && ma.Value == mb.Value:
 				stats["write pairs"]++
 				if a.TS != 0 && b.TS != 0 && b.TS <= a.TS {
 					as = addAnomaly(as, Anomaly{Kind: "timestamp-order", Ops: []int{a.Index, b.Index},
@@ -284,12 +295,27 @@ func CheckSequential(ops []Op) Verdict {
 	return verdict("sequential", as, stats)
 }
 
+// seqPair splits a sequential key (runner.seqKeys: "<shard prefix>/
+// sequential/<pair>-a" or "-b") into its pair and its side ("a", "b";
+// "" for other keys).
+func seqPair(key string) (pair, side string) {
+	_, rest, ok := strings.Cut(key, "/"+WorkloadSequential+"/")
+	if !ok {
+		return "", ""
+	}
+	pair, side, ok = strings.Cut(rest, "-")
+	if !ok || (side != "a" && side != "b") {
+		return "", ""
+	}
+	return pair, side
+}
+
 // ---------------------------------------------------------------------
 
 // CheckMonotonic: a counter's strong reads never go back in real time (a
-// read that began after another returned sees at least its value, by any
-// reader at any node), and no two acknowledged increments wrote the same
-// value (a lost update).
+// read that began after another read returned, or after an increment was
+// acknowledged, sees at least that value, by any reader at any node), and
+// no two acknowledged increments wrote the same value (a lost update).
 func CheckMonotonic(ops []Op) Verdict {
 	type read struct {
 		invoke, complete int64
@@ -297,6 +323,7 @@ func CheckMonotonic(ops []Op) Verdict {
 		index            int
 	}
 	reads := map[string][]read{}
+	bounds := map[string][]read{} // completed reads and acknowledged increments
 	written := map[string]map[int64]int{}
 	var as []Anomaly
 	stats := map[string]int{}
@@ -312,6 +339,7 @@ func CheckMonotonic(ops []Op) Verdict {
 					v = m.Read
 				}
 				reads[m.Key] = append(reads[m.Key], read{op.Invoke, op.Complete, v, op.Index})
+				bounds[m.Key] = append(bounds[m.Key], read{op.Invoke, op.Complete, v, op.Index})
 				stats["reads"]++
 			case m.F == "w":
 				stats["increments"]++
@@ -323,6 +351,7 @@ func CheckMonotonic(ops []Op) Verdict {
 						Message: fmt.Sprintf("two acknowledged increments both wrote %s = %d", m.Key, m.Value)})
 				}
 				written[m.Key][m.Value] = op.Index
+				bounds[m.Key] = append(bounds[m.Key], read{op.Invoke, op.Complete, m.Value, op.Index})
 			}
 		}
 	}
@@ -333,7 +362,7 @@ func CheckMonotonic(ops []Op) Verdict {
 	slices.Sort(keys)
 	for _, k := range keys {
 		rs := reads[k]
-		byComplete := slices.Clone(rs)
+		byComplete := slices.Clone(bounds[k])
 		slices.SortFunc(byComplete, func(a, b read) int { return cmp.Compare(a.complete, b.complete) })
 		byInvoke := slices.Clone(rs)
 		slices.SortFunc(byInvoke, func(a, b read) int { return cmp.Compare(a.invoke, b.invoke) })
@@ -347,7 +376,7 @@ func CheckMonotonic(ops []Op) Verdict {
 			if best >= 0 && byComplete[best].v > r.v {
 				b := byComplete[best]
 				as = addAnomaly(as, Anomaly{Kind: "read-went-back", Ops: []int{b.index, r.index},
-					Message: fmt.Sprintf("%s: a read returned %d, and a read that began after it returned %d", k, b.v, r.v)})
+					Message: fmt.Sprintf("%s: %d was read or written, and a read that began after that returned %d", k, b.v, r.v)})
 			}
 		}
 	}
@@ -393,6 +422,39 @@ func CheckAcked(ops []Op) Verdict {
 		}
 	}
 	return verdict("acked", as, stats)
+}
+
+// excerptTail is how many of the last linearized operations a register
+// anomaly's excerpt keeps.
+const excerptTail = 8
+
+// registerExcerpt is the part of a key's history around where
+// linearization gets stuck: the last operations of the longest
+// linearizable prefix, and the operations not in it that had begun
+// before the first of them returned (those among which no next
+// operation can be chosen).
+func registerExcerpt(ops []porcupine.Operation, idx []int, prefix []int) []int {
+	in := make(map[int]bool, len(prefix))
+	for _, i := range prefix {
+		in[i] = true
+	}
+	firstReturn := int64(math.MaxInt64)
+	for i, op := range ops {
+		if !in[i] {
+			firstReturn = min(firstReturn, op.Return)
+		}
+	}
+	var out []int
+	for _, i := range prefix[max(0, len(prefix)-excerptTail):] {
+		out = append(out, idx[i])
+	}
+	for i, op := range ops {
+		if !in[i] && op.Call <= firstReturn {
+			out = append(out, idx[i])
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ---------------------------------------------------------------------
@@ -452,8 +514,15 @@ func CheckExternal(ops []Op) Verdict {
 
 func extValue(key string, v int64) string { return key + "=" + strconv.FormatInt(v, 10) }
 
+// externalKind is the kind of a sim.CheckTxns message: its words before
+// the colon, without the key they name ("real time order violated on key
+// "x"" is "real-time-order-violated").
 func externalKind(msg string) string {
+	if strings.HasPrefix(msg, "...") {
+		return "more"
+	}
 	kind, _, _ := strings.Cut(msg, ":")
+	kind, _, _ = strings.Cut(kind, " on key ")
 	return strings.ReplaceAll(kind, " ", "-")
 }
 

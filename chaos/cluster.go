@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,6 +99,25 @@ type Cluster struct {
 	cfg     ClusterConfig
 	Nodes   []*Node
 	regions []string
+
+	mu      sync.Mutex
+	crashes []Crash
+}
+
+// Crash is a node process that exited without being killed: a panic, a
+// failed assertion (-tags invariants), a fatal error.
+type Crash struct {
+	Node string `json:"node"`
+	// At is when it exited (wall-clock nanoseconds); Err how.
+	At  int64  `json:"at"`
+	Err string `json:"err"`
+}
+
+// Crashes returns the processes that exited on their own so far.
+func (c *Cluster) Crashes() []Crash {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.crashes)
 }
 
 // Node is one process.
@@ -215,7 +235,20 @@ func (c *Cluster) start(n *Node) error {
 	exited := make(chan struct{})
 	go func() {
 		err := cmd.Wait()
-		fmt.Fprintf(&n.log, "=== %s chaos: process exited: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)
+		at := time.Now()
+		fmt.Fprintf(&n.log, "=== %s chaos: process exited: %v\n", at.UTC().Format(time.RFC3339Nano), err)
+		n.mu.Lock()
+		crashed := n.cmd == cmd // Kill forgets the process before it signals it
+		if crashed {
+			n.cmd = nil // down: the nemesis's heal restarts it
+		}
+		n.mu.Unlock()
+		if crashed {
+			c.cfg.Logf("chaos: %s exited on its own: %v", n.Name(), err)
+			c.mu.Lock()
+			c.crashes = append(c.crashes, Crash{Node: n.Name(), At: at.UnixNano(), Err: fmt.Sprint(err)})
+			c.mu.Unlock()
+		}
 		close(exited)
 	}()
 	n.cmd, n.exited, n.stopped = cmd, exited, false
@@ -262,7 +295,10 @@ func (c *Cluster) Kill(i int) {
 	n.deaths++
 }
 
-// Restart starts node i again (after Kill) from its data directory.
+// Restart starts node i again (after Kill) from its data directory and
+// waits until it answers (up to a minute), so that the next fault (a
+// partition, a delay: applied by each node to its own connections)
+// reaches it too.
 func (c *Cluster) Restart(i int) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
@@ -271,7 +307,20 @@ func (c *Cluster) Restart(i int) error {
 	if running {
 		return nil
 	}
-	return c.start(n)
+	if err := c.start(n); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := c.Status(context.Background(), i)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("chaos: %s does not answer a minute after its restart: %w", n.Name(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Stop stops node i (SIGSTOP): its connections stay open, nothing answers.

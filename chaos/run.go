@@ -221,7 +221,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		cancel()
 	}
 	history := r.rec.history()
-	extra = append(extra, checkLiveness(history, healed, lerr))
+	extra = append(extra, checkLiveness(history, cfg.Workloads, healed, lerr), checkCrashes(c.Crashes()))
 
 	verdicts := append(Check(history), extra...)
 	faults := nem.Faults()
@@ -259,10 +259,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 }
 
 // checkLiveness judges what happens after the nemesis has healed
-// everything: every group elects a leader and every workload completes
-// operations again. err is the failure to find leaders or read back the
-// acked writes.
-func checkLiveness(ops []Op, healed time.Time, err error) Verdict {
+// everything: every group elects a leader and every workload (those that
+// ran, and those named in workloads) completes operations of its own
+// again (the acked read-back does not count). err is the failure to find
+// leaders or read back the acked writes.
+func checkLiveness(ops []Op, workloads []string, healed time.Time, err error) Verdict {
 	stats := map[string]int{}
 	var as []Anomaly
 	if err != nil {
@@ -270,9 +271,12 @@ func checkLiveness(ops []Op, healed time.Time, err error) Verdict {
 	}
 	okAfter := map[string]int{}
 	seen := map[string]bool{}
+	for _, w := range workloads {
+		seen[w] = true
+	}
 	for _, op := range ops {
 		seen[op.Workload] = true
-		if op.Type == OK && op.Invoke >= healed.UnixNano() {
+		if op.Type == OK && op.Invoke >= healed.UnixNano() && op.F != "final-read" {
 			okAfter[op.Workload]++
 		}
 	}
@@ -289,4 +293,17 @@ func checkLiveness(ops []Op, healed time.Time, err error) Verdict {
 		}
 	}
 	return verdict("liveness", as, stats)
+}
+
+// checkCrashes judges the node processes: none may exit without being
+// killed (a panic, a failed invariant assertion, a fatal error); the
+// node's log in the run directory says why.
+func checkCrashes(crashes []Crash) Verdict {
+	var as []Anomaly
+	for _, c := range crashes {
+		as = append(as, Anomaly{Kind: "process-exited",
+			Message: fmt.Sprintf("%s exited on its own at %s: %s (see logs/%s.log)", c.Node,
+				time.Unix(0, c.At).UTC().Format(time.RFC3339Nano), c.Err, c.Node)})
+	}
+	return verdict("processes", as, map[string]int{"crashes": len(crashes)})
 }

@@ -214,8 +214,12 @@ func (r *runner) register(ctx context.Context, proc int, rng *rand.Rand) {
 		op.F = "cas"
 		v := r.next()
 		var m Mop
+		// done: the last attempt's body ran to its write. Attempts before
+		// it were aborted (the client retries only those), so when the
+		// last one stopped short, nothing was committed.
+		done := false
 		res, err := r.cl.ReadWriteTransaction(octx, func(ctx context.Context, t *client.ReadWriteTransaction) error {
-			m = Mop{F: "cas", Key: key, Value: v}
+			m, done = Mop{F: "cas", Key: key, Value: v}, false
 			cur, err := t.Get(ctx, []byte(key))
 			if errors.Is(err, client.ErrNotFound) {
 				m.Found = false
@@ -229,6 +233,7 @@ func (r *runner) register(ctx context.Context, proc int, rng *rand.Rand) {
 				return err
 			}
 			m.Found, m.Read, m.Old = true, old, old
+			done = true
 			return t.BufferWrite(client.Put([]byte(key), []byte(strconv.FormatInt(v, 10))))
 		})
 		op.Complete = now()
@@ -238,6 +243,8 @@ func (r *runner) register(ctx context.Context, proc int, rng *rand.Rand) {
 			// The key was absent: a read, and nothing written.
 			op.Type, op.F, err = OK, "read", nil
 			op.Mops = []Mop{{F: "r", Key: key}}
+		case err != nil && !done:
+			op.Type = Fail
 		default:
 			op.Type, op.TS = opType(err), res.Timestamp
 			if err == nil {
