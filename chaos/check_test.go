@@ -3,6 +3,7 @@ package chaos
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -1080,5 +1081,34 @@ func TestCheckCrashes(t *testing.T) {
 	if v.Valid || len(v.Anomalies) != 1 || v.Anomalies[0].Kind != "process-exited" ||
 		!strings.Contains(v.Anomalies[0].Message, "logs/n2.log") {
 		t.Errorf("one crash: %+v", v)
+	}
+}
+
+// Recheck judges a run directory again: a history with a stale read is
+// invalid, the same history without it valid.
+func TestRecheck(t *testing.T) {
+	for _, stale := range []bool{false, true} {
+		var h ckHist
+		x := ckRegKey(0)
+		h.write(WorkloadRegister, 0, OK, 0, 10, 5, x, 1)
+		h.write(WorkloadRegister, 0, OK, 20, 30, 25, x, 2)
+		if stale {
+			h.read(WorkloadRegister, 1, OK, 40, 50, 45, ckRead(x, 1))
+		} else {
+			h.read(WorkloadRegister, 1, OK, 40, 50, 45, ckRead(x, 2))
+		}
+		faults := []Fault{{Family: FamilyLatency, Name: "delay", Start: ckAt(15), End: ckAt(35)}}
+		dir := filepath.Join(t.TempDir(), "20261207T000000Z-seed42")
+		if err := WriteRunDir(dir, RunFiles{History: h.ops, Faults: faults, Verdicts: Check(h.ops)}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Recheck(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Valid() == stale || len(res.History) != 3 || len(res.Faults) != 1 || res.Summary.Seed != 42 {
+			t.Errorf("stale read %v: valid %v, %d ops, %d faults, seed %d; verdicts %+v", stale, res.Valid(),
+				len(res.History), len(res.Faults), res.Summary.Seed, res.Verdicts)
+		}
 	}
 }

@@ -2,13 +2,17 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -306,4 +310,47 @@ func checkCrashes(crashes []Crash) Verdict {
 				time.Unix(0, c.At).UTC().Format(time.RFC3339Nano), c.Err, c.Node)})
 	}
 	return verdict("processes", as, map[string]int{"crashes": len(crashes)})
+}
+
+// Recheck judges a finished run again from its directory (history.jsonl
+// and faults.json), with the checkers of this build: after a checker is
+// improved, old runs can be judged again. Liveness is judged from the
+// history alone (healing is taken to be the end of the last fault); the
+// node processes' exits are not recorded there and are not judged.
+func Recheck(dir string) (*Result, error) {
+	f, err := os.Open(filepath.Join(dir, historyFile))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	history, err := ReadHistory(f)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %s: %w", f.Name(), err)
+	}
+	var faults []Fault
+	if b, err := os.ReadFile(filepath.Join(dir, faultsFile)); err == nil {
+		if err := json.Unmarshal(b, &faults); err != nil {
+			return nil, fmt.Errorf("chaos: %s: %w", faultsFile, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	var healed int64
+	for _, f := range faults {
+		healed = max(healed, f.End, f.Start)
+	}
+	verdicts := append(Check(history), checkLiveness(history, nil, time.Unix(0, healed), nil))
+	res := &Result{Dir: dir, History: history, Faults: faults, Verdicts: verdicts}
+	res.Summary = Summary{Name: filepath.Base(dir) + " (rechecked)", Workloads: CountWorkloads(history), Verdicts: verdicts, Faults: faults}
+	if _, seed, ok := strings.Cut(filepath.Base(dir), "-seed"); ok {
+		res.Summary.Seed, _ = strconv.ParseInt(seed, 10, 64)
+	}
+	if len(history) > 0 {
+		first, last := history[0].Invoke, int64(0)
+		for _, op := range history {
+			first, last = min(first, op.Invoke), max(last, op.Invoke, op.Complete)
+		}
+		res.Summary.Duration = time.Duration(last - first)
+	}
+	return res, nil
 }

@@ -28,7 +28,7 @@ latency between regions, clock steps, strobes and silence, faults of
 whichever node leads a group, full restarts. It then heals everything,
 checks the whole history and writes a directory of results.`,
 	}
-	cmd.AddCommand(newChaosRunCmd())
+	cmd.AddCommand(newChaosRunCmd(), newChaosCheckCmd())
 	return cmd
 }
 
@@ -200,4 +200,31 @@ func chaosReplay(cmd *cobra.Command, seed uint64) string {
 		parts = append(parts, fmt.Sprintf("--%s %s", fl.Name, fl.Value.String()))
 	})
 	return strings.Join(parts, " ")
+}
+
+func newChaosCheckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check DIR",
+		Short: "Judge a finished run again from its results directory",
+		Long: `check reads a run's history.jsonl and faults.json and runs this build's
+checkers on them, printing the summary (the directory is not changed): after
+a checker improves, old runs can be judged again. Liveness is judged from the
+history alone; node process exits are not recorded there. Exits with status 2
+when the history is invalid.`,
+		Example: `  meridian chaos check chaos-results/20261207T070206Z-seed2026`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := chaos.Recheck(args[0])
+			if err != nil {
+				return err
+			}
+			if err := chaos.WriteSummary(cmd.OutOrStdout(), res.Summary); err != nil {
+				return err
+			}
+			if !res.Valid() {
+				return &exitError{code: 2, err: fmt.Errorf("invalid history: %s", strings.Join(res.Summary.Invalid(), ", "))}
+			}
+			return nil
+		},
+	}
 }
