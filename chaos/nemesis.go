@@ -201,10 +201,12 @@ func (n *nemesis) draw(ctx context.Context, family string) action {
 	case FamilyLeader, FamilyLeaderKill:
 		g := uint64(1 + n.rng.IntN(len(c.Regions())))
 		leaders, _ := c.Leaders(ctx)
+		what := fmt.Sprintf(" (leader of group %d)", g)
 		if l, ok := leaders[g]; ok {
 			node = l
+		} else {
+			what = fmt.Sprintf(" (group %d has no leader now)", g)
 		}
-		what := fmt.Sprintf(" (leader of group %d)", g)
 		if family == FamilyLeaderKill {
 			return n.processFault(node, true, family, what)
 		}
