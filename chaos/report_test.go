@@ -364,9 +364,12 @@ func TestReportFileNames(t *testing.T) {
 	}
 }
 
-func TestSummaryValid(t *testing.T) {
+// synthSummaryText writes the summary of a synthetic run whose checkers
+// all pass (valid) or not, and checks what every summary shows.
+func synthSummaryText(t *testing.T, valid bool) (string, Summary) {
+	t.Helper()
 	ops, faults := synthRun(3000)
-	s := synthSummary(ops, faults, synthVerdicts(true))
+	s := synthSummary(ops, faults, synthVerdicts(valid))
 	var b bytes.Buffer
 	if err := WriteSummary(&b, s); err != nil {
 		t.Fatal(err)
@@ -374,6 +377,11 @@ func TestSummaryValid(t *testing.T) {
 	out := b.String()
 	t.Logf("\n%s", out)
 	checkSummaryCommon(t, out, s)
+	return out, s
+}
+
+func TestSummaryValid(t *testing.T) {
+	out, s := synthSummaryText(t, true)
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if last := lines[len(lines)-1]; last != "VALID" {
 		t.Errorf("last line = %q, want VALID", last)
@@ -384,15 +392,7 @@ func TestSummaryValid(t *testing.T) {
 }
 
 func TestSummaryInvalid(t *testing.T) {
-	ops, faults := synthRun(3000)
-	s := synthSummary(ops, faults, synthVerdicts(false))
-	var b bytes.Buffer
-	if err := WriteSummary(&b, s); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
-	t.Logf("\n%s", out)
-	checkSummaryCommon(t, out, s)
+	out, s := synthSummaryText(t, false)
 	for _, want := range []string{
 		"INVALID: register-linearizable\n",
 		"replay: " + s.Replay + "\n",
@@ -411,7 +411,7 @@ func TestSummaryInvalid(t *testing.T) {
 	}
 	// No replay command recorded.
 	s.Replay = ""
-	b.Reset()
+	var b bytes.Buffer
 	WriteSummary(&b, s)
 	if !strings.Contains(b.String(), "replay: (no replay command recorded)") {
 		t.Errorf("summary without replay command:\n%s", b.String())

@@ -171,6 +171,25 @@ func (r *runner) strongRead(ctx context.Context, rng *rand.Rand, key string) (va
 	return v, err == nil, ro.Timestamp(), node, err
 }
 
+// readOp records one strong read of key (strongRead) for workload and
+// returns its error.
+func (r *runner) readOp(ctx context.Context, proc int, rng *rand.Rand, workload, key string) error {
+	octx, cancel := opCtx(ctx)
+	defer cancel()
+	op := Op{Process: proc, Workload: workload, F: "read", Invoke: now()}
+	v, found, ts, node, err := r.strongRead(octx, rng, key)
+	op.Complete, op.Node, op.TS = now(), node, ts
+	m := Mop{F: "r", Key: key, Found: found}
+	if err == nil && found {
+		if m.Read, err = parseValue(v); err != nil {
+			err = fmt.Errorf("%s holds %q: %w", key, v, err)
+		}
+	}
+	op.Mops, op.Type = []Mop{m}, readOnlyType(err)
+	r.record(op, err)
+	return err
+}
+
 // Values in the database are "<n>" or "<n>#<tag>"; only n is recorded.
 func parseValue(b []byte) (int64, error) {
 	s, _, _ := strings.Cut(string(b), "#")
@@ -189,17 +208,7 @@ func (r *runner) register(ctx context.Context, proc int, rng *rand.Rand) {
 	defer cancel()
 	switch p := rng.IntN(10); {
 	case p < 4:
-		op.F = "read"
-		v, found, ts, node, err := r.strongRead(octx, rng, key)
-		op.Complete, op.Node, op.TS = now(), node, ts
-		m := Mop{F: "r", Key: key, Found: found}
-		if err == nil && found {
-			if m.Read, err = parseValue(v); err != nil {
-				err = fmt.Errorf("register %s holds %q: %w", key, v, err)
-			}
-		}
-		op.Mops, op.Type = []Mop{m}, readOnlyType(err)
-		r.record(op, err)
+		r.readOp(octx, proc, rng, WorkloadRegister, key)
 	case p < 8:
 		op.F = "write"
 		v := r.next()
@@ -379,18 +388,7 @@ func (r *runner) sequentialWriter(ctx context.Context, proc int, rng *rand.Rand)
 func (r *runner) sequentialReader(ctx context.Context, proc int, rng *rand.Rand) {
 	ka, kb := r.seqKeys(rng.IntN(sequentialPairs))
 	for _, k := range []string{kb, ka} {
-		octx, cancel := opCtx(ctx)
-		op := Op{Process: proc, Workload: WorkloadSequential, F: "read", Invoke: now()}
-		v, found, ts, node, err := r.strongRead(octx, rng, k)
-		cancel()
-		op.Complete, op.Node, op.TS = now(), node, ts
-		m := Mop{F: "r", Key: k, Found: found}
-		if err == nil && found {
-			m.Read, err = parseValue(v)
-		}
-		op.Mops, op.Type = []Mop{m}, readOnlyType(err)
-		r.record(op, err)
-		if err != nil {
+		if r.readOp(ctx, proc, rng, WorkloadSequential, k) != nil {
 			return
 		}
 	}
@@ -435,18 +433,7 @@ func (r *runner) monotonicWriter(ctx context.Context, proc int, rng *rand.Rand) 
 }
 
 func (r *runner) monotonicReader(ctx context.Context, proc int, rng *rand.Rand) {
-	key := r.monotonicKey(rng.IntN(monotonicKeys))
-	octx, cancel := opCtx(ctx)
-	defer cancel()
-	op := Op{Process: proc, Workload: WorkloadMonotonic, F: "read", Invoke: now()}
-	v, found, ts, node, err := r.strongRead(octx, rng, key)
-	op.Complete, op.Node, op.TS = now(), node, ts
-	m := Mop{F: "r", Key: key, Found: found}
-	if err == nil && found {
-		m.Read, err = parseValue(v)
-	}
-	op.Mops, op.Type = []Mop{m}, readOnlyType(err)
-	r.record(op, err)
+	r.readOp(ctx, proc, rng, WorkloadMonotonic, r.monotonicKey(rng.IntN(monotonicKeys)))
 }
 
 // ---------------------------------------------------------------------
