@@ -145,7 +145,8 @@ func (n *Node) Log() []byte { return n.log.Bytes() }
 
 // StartCluster starts the nodes, initializes the cluster and waits until
 // every group has a leader.
-func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+// A cluster that fails to start says why with the end of every node's log.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -154,6 +155,10 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	defer func() {
 		if !ok {
 			c.Close()
+			for _, n := range c.Nodes {
+				lines := strings.Split(strings.TrimRight(string(n.Log()), "\n"), "\n")
+				err = fmt.Errorf("%w\n--- %s log (last lines):\n%s", err, n.Name(), strings.Join(lines[max(0, len(lines)-15):], "\n"))
+			}
 		}
 	}()
 	for i := 0; i < cfg.Nodes; i++ {
@@ -263,6 +268,9 @@ func (c *Cluster) init(ctx context.Context) error {
 			"--replicas", "3", "--lease", c.cfg.Lease.String()).CombinedOutput()
 		if err == nil && bytes.Contains(out, []byte(fmt.Sprintf("%d nodes", len(c.Nodes)))) {
 			return nil
+		}
+		if cr := c.Crashes(); len(cr) > 0 {
+			return fmt.Errorf("chaos: %s exited while the cluster started: %s", cr[0].Node, cr[0].Err)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("chaos: init: %v\n%s", err, out)
