@@ -232,6 +232,10 @@ func (c *Cluster) start(n *Node) error {
 		return err
 	}
 	cmd := exec.Command(c.cfg.Binary, n.args...)
+	// A process group of its own: a Ctrl-C at the terminal reaches the
+	// suite, which checks what ran and then stops the nodes, not the
+	// nodes behind its back; and the nodes die with the suite.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	fmt.Fprintf(&n.log, "=== %s chaos: start %s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(n.args[1:], " "))
 	cmd.Stdout, cmd.Stderr = &n.log, &n.log
 	if err := cmd.Start(); err != nil {

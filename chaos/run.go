@@ -55,6 +55,9 @@ type Result struct {
 	History  []Op
 	Faults   []Fault
 	Verdicts []Verdict
+	// Interrupted: the run was cut short (its context ended); what ran
+	// until then was checked.
+	Interrupted bool
 }
 
 // Valid reports whether every checker passed.
@@ -210,8 +213,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	sleepUntil(ctx, healed.Add(cfg.Settle))
 	stopWorkers()
 	wg.Wait()
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
+	interrupted := ctx.Err() != nil
+	if interrupted {
+		// What ran so far is still checked and written.
+		logf("chaos: interrupted: checking the history so far")
+		ctx = context.WithoutCancel(ctx)
 	}
 
 	// Liveness after healing, then the acked read-back.
@@ -225,13 +231,22 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		cancel()
 	}
 	history := r.rec.history()
-	extra = append(extra, checkLiveness(history, cfg.Workloads, healed, lerr), checkCrashes(c.Crashes()))
+	live := checkLiveness(history, cfg.Workloads, healed, lerr)
+	if interrupted {
+		// No settle period ran: progress after healing cannot be judged.
+		live.Anomalies = slices.DeleteFunc(live.Anomalies, func(a Anomaly) bool { return a.Kind == "stalled-workload" })
+		live.Valid, live.Note = len(live.Anomalies) == 0, "interrupted: progress after healing not judged"
+	}
+	extra = append(extra, live, checkCrashes(c.Crashes()))
 
 	verdicts := append(Check(history), extra...)
 	faults := nem.Faults()
 	rcv.fill(faults)
 
-	res := &Result{Dir: dir, History: history, Faults: faults, Verdicts: verdicts}
+	res := &Result{Dir: dir, History: history, Faults: faults, Verdicts: verdicts, Interrupted: interrupted}
+	if interrupted {
+		name += " (interrupted)"
+	}
 	res.Summary = Summary{
 		Name: name, Seed: int64(cfg.Seed), Duration: time.Since(begin).Round(time.Millisecond),
 		Nodes:     len(c.Nodes),

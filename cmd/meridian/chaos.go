@@ -182,6 +182,9 @@ func runChaos(cmd *cobra.Command, f *chaosRunFlags) error {
 		return err
 	}
 	slog.Debug("chaos run done", "dir", res.Dir)
+	if res.Interrupted && res.Valid() {
+		return &exitError{code: 130, err: fmt.Errorf("interrupted; the history until then is valid (results in %s)", res.Dir)}
+	}
 	if !res.Valid() {
 		return &exitError{code: 2, err: fmt.Errorf("invalid history: %s (results in %s)", strings.Join(res.Summary.Invalid(), ", "), res.Dir)}
 	}
