@@ -99,6 +99,10 @@ func (c *RunConfig) fill() error {
 	return nil
 }
 
+// settleGrace is how much longer than Settle the workloads may take to
+// complete operations again after healing before liveness fails.
+const settleGrace = 30 * time.Second
+
 // worker is one client process of a workload.
 type worker struct {
 	workload string
@@ -211,6 +215,15 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	healed := time.Now()
 	logf("chaos: healed after %s and %d faults; settling for %s", healed.Sub(begin).Round(time.Millisecond), len(nem.Faults()), cfg.Settle)
 	sleepUntil(ctx, healed.Add(cfg.Settle))
+	// A loaded machine may take longer than Settle to come back (a full
+	// restart replays every log): up to settleGrace more, until every
+	// workload has completed an operation after healing.
+	for deadline := time.Now().Add(settleGrace); time.Now().Before(deadline) && ctx.Err() == nil; {
+		if v := checkLiveness(r.rec.history(), cfg.Workloads, healed, nil); v.Valid {
+			break
+		}
+		sleepUntil(ctx, time.Now().Add(250*time.Millisecond))
+	}
 	stopWorkers()
 	wg.Wait()
 	interrupted := ctx.Err() != nil
