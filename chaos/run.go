@@ -219,7 +219,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	// restart replays every log): up to settleGrace more, until every
 	// workload has completed an operation after healing.
 	for deadline := time.Now().Add(settleGrace); time.Now().Before(deadline) && ctx.Err() == nil; {
-		if v := checkLiveness(r.rec.history(), cfg.Workloads, healed, nil); v.Valid {
+		if r.rec.progressSince(cfg.Workloads, healed) {
 			break
 		}
 		sleepUntil(ctx, time.Now().Add(250*time.Millisecond))

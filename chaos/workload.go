@@ -34,7 +34,8 @@ var Workloads = []string{WorkloadBank, WorkloadRegister, WorkloadSequential, Wor
 type recorder struct {
 	mu     sync.Mutex
 	ops    []Op
-	failed map[int]bool // process → its last op did not succeed
+	failed map[int]bool     // process → its last op did not succeed
+	lastOK map[string]int64 // workload → latest invocation of an op that succeeded
 }
 
 func (r *recorder) add(op Op) {
@@ -43,9 +44,25 @@ func (r *recorder) add(op Op) {
 	op.Index = len(r.ops)
 	r.ops = append(r.ops, op)
 	if r.failed == nil {
-		r.failed = map[int]bool{}
+		r.failed, r.lastOK = map[int]bool{}, map[string]int64{}
 	}
 	r.failed[op.Process] = op.Type != OK
+	if op.Type == OK {
+		r.lastOK[op.Workload] = max(r.lastOK[op.Workload], op.Invoke)
+	}
+}
+
+// progressSince reports whether every one of workloads has an op invoked
+// at or after t that succeeded.
+func (r *recorder) progressSince(workloads []string, t time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range workloads {
+		if r.lastOK[w] < t.UnixNano() {
+			return false
+		}
+	}
+	return true
 }
 
 // lastFailed reports whether process proc's last op did not succeed.
